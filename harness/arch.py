@@ -1,0 +1,112 @@
+"""Architecture profiles: every difference between x86_64 and arm64 guests, as data.
+
+Code asks a profile (``ARCHES["arm64"].console_tty``) instead of branching on the arch name, so a
+new architecture is a new table entry.  Values are the verified recipes of DESIGN.md §3.
+"""
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UserError
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class ArchProfile:
+    """How to build for, boot and reason about one guest architecture."""
+
+    name: str  # memharness's name, also the pytest marker
+    debian_arch: str  # Debian's name for package downloads
+    uname_machine: str  # what `uname -m` prints in the guest
+    gnu_triplet: str  # cross toolchain prefix without the trailing dash
+    kernel_arch: str  # ARCH= for kbuild
+    kernel_image: str  # boot image inside a kbuild tree
+    elf_machine: int  # e_machine of vmlinux and modules
+    qemu_binary: str
+    machine: str  # -machine value
+    cpu: str | None  # -cpu value; None keeps QEMU's default
+    console_tty: str  # console= for the serial port QEMU logs
+    ram_base: int  # guest physical address where boot RAM starts
+    default_memory: int  # bytes of RAM for a plain boot
+    section_size: int = 128 * MiB  # SECTION_SIZE_BITS=27 on both arches (6.1)
+    subsection_size: int = 2 * MiB
+    uefi_firmware: tuple[str, ...] = ()  # candidate firmware images, first existing wins
+    kvm_host_machine: str = ""  # host `uname -m` on which KVM can run this guest
+
+    @property
+    def cross_compile(self) -> str:
+        """CROSS_COMPILE prefix: empty when the host runs this arch natively."""
+        return "" if platform.machine() == self.uname_machine else f"{self.gnu_triplet}-"
+
+    @property
+    def cc(self) -> str:
+        return f"{self.cross_compile}gcc"
+
+    def firmware(self) -> str | None:
+        """The first installed UEFI firmware image, or None when there is none."""
+        return next((c for c in self.uefi_firmware if Path(c).is_file()), None)
+
+
+X86_64 = ArchProfile(
+    name="x86_64",
+    debian_arch="amd64",
+    uname_machine="x86_64",
+    gnu_triplet="x86_64-linux-gnu",
+    kernel_arch="x86_64",
+    kernel_image="arch/x86/boot/bzImage",
+    elf_machine=62,  # EM_X86_64
+    qemu_binary="qemu-system-x86_64",
+    machine="q35,nvdimm=on",
+    cpu=None,
+    console_tty="ttyS0",
+    ram_base=0,
+    default_memory=1 * GiB,
+    kvm_host_machine="x86_64",
+)
+
+ARM64 = ArchProfile(
+    name="arm64",
+    debian_arch="arm64",
+    uname_machine="aarch64",
+    gnu_triplet="aarch64-linux-gnu",
+    kernel_arch="arm64",
+    kernel_image="arch/arm64/boot/Image",
+    elf_machine=183,  # EM_AARCH64
+    qemu_binary="qemu-system-aarch64",
+    machine="virt",
+    cpu="cortex-a57",  # -cpu max is ~5x slower under TCG (pointer authentication)
+    console_tty="ttyAMA0",
+    ram_base=0x4000_0000,
+    default_memory=1 * GiB,
+    uefi_firmware=("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",),
+    kvm_host_machine="aarch64",
+)
+
+ARCHES: dict[str, ArchProfile] = {p.name: p for p in (X86_64, ARM64)}
+ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "aarch64": "arm64"}
+
+
+def get_arch(name: str) -> ArchProfile:
+    """Looks up a profile by memharness, Debian or uname name."""
+    key = ALIASES.get(name, name)
+    try:
+        return ARCHES[key]
+    except KeyError:
+        raise UserError(
+            f"unknown arch {name!r}: use one of {', '.join(ARCHES)}"
+        ) from None
+
+
+def parse_arches(spec: str) -> list[ArchProfile]:
+    """'x86_64,arm64' → profiles, in the order given, without repeats."""
+    seen: dict[str, ArchProfile] = {}
+    for part in spec.split(","):
+        if part.strip():
+            profile = get_arch(part.strip())
+            seen.setdefault(profile.name, profile)
+    if not seen:
+        raise UserError("no arch given: use --arch x86_64, --arch arm64 or --arch x86_64,arm64")
+    return list(seen.values())

@@ -1,0 +1,192 @@
+"""Builds the guest initramfs: base part per arch, modules part per kernel, concatenated.
+
+The base part holds busybox, ndctl/daxctl/mke2fs with their shared-library closure (from the
+arch's Debian packages), the static helpers, /init and guest-scripts.  The modules part holds
+the recipe's modules of one kernel.  The kernel unpacks both archives in turn, so bisecting
+over kernels rebuilds only the small modules part.
+"""
+
+import re
+import shutil
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.arch import ArchProfile
+from harness.cache import build_once, digest, tree_digest
+from harness.debian import DebianArchive, Package, extract_deb
+from harness.errors import InfraError
+from harness.image import modules as modsel
+from harness.image.cpio import Archive
+from harness.image.elf import dynamic_info, is_elf
+from harness.image.helpers import build_helpers
+from harness.kernel import Kernel
+from harness.paths import GUEST_SCRIPTS, IMAGES
+
+RECIPE = IMAGES / "guest.toml"
+GUEST_BIN = "/usr/local/bin"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    packages: tuple[str, ...]
+    binaries: tuple[str, ...]
+    links: dict[str, str]
+    boot_modules: tuple[str, ...]
+    extra_modules: tuple[str, ...]
+
+    @classmethod
+    def load(cls, path: Path = RECIPE) -> "Recipe":
+        data = tomllib.loads(path.read_text())
+        return cls(
+            packages=tuple(data["packages"]),
+            binaries=tuple(data["binaries"]),
+            links=dict(data.get("links", {})),
+            boot_modules=tuple(data["modules"]["boot"]),
+            extra_modules=tuple(data["modules"]["extra"]),
+        )
+
+    def key(self) -> object:
+        return [self.packages, self.binaries, sorted(self.links.items()),
+                self.boot_modules, self.extra_modules]
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    initrd: Path
+    identity: str
+    boot_modules: tuple[str, ...]  # loadable modules /init must modprobe (mh.modules=)
+    modules: tuple[str, ...]  # every recipe module the guest can modprobe
+    builtin: tuple[str, ...]  # recipe modules compiled into the kernel
+    absent: tuple[str, ...]  # recipe modules this kernel does not have
+
+
+def _wanted_library_package(name: str) -> bool:
+    """Shared-library packages of the closure; perl and tools are never needed in the guest."""
+    return bool(re.match(r"^(lib|zlib)", name)) and "perl" not in name
+
+
+def resolve_packages(arch: ArchProfile, recipe: Recipe) -> tuple[DebianArchive, list[Package]]:
+    archive = DebianArchive(arch)
+    closure = archive.depends_closure(list(recipe.packages))
+    names = sorted(set(recipe.packages) | {n for n in closure if _wanted_library_package(n)})
+    return archive, archive.show(names)
+
+
+def build_base(arch: ArchProfile, recipe: Recipe) -> tuple[Path, str]:
+    """(base.cpio, its key) for ``arch``."""
+    archive, packages = resolve_packages(arch, recipe)
+    helpers = build_helpers(arch)
+    key = digest("base", arch.name, recipe.key(), sorted(p.deb_name for p in packages),
+                 tree_digest(GUEST_SCRIPTS), sorted(p.parent.name for p in helpers.values()))[:32]
+
+    def build(tmp: Path) -> None:
+        root = tmp / "debs"
+        for deb in archive.download(packages):
+            extract_deb(deb, root)
+        cpio = Archive()
+        for d in ("/proc", "/sys", "/dev", "/tmp", "/run", "/mnt", "/root", "/etc",
+                  "/sys/kernel/debug"):
+            cpio.add_dir(d)
+        _add_binaries(cpio, root, recipe.binaries, arch)
+        for link, target in recipe.links.items():
+            cpio.add_symlink(link, target)
+        for name, binary in helpers.items():
+            cpio.add_file(f"/sbin/{name}" if name == "mh-agent" else f"{GUEST_BIN}/{name}",
+                          binary.read_bytes(), 0o755)
+        for script in sorted(GUEST_SCRIPTS.iterdir()):
+            if script.is_file() and script.suffix != ".c" and script.name != "init":
+                cpio.add_file(f"{GUEST_BIN}/{script.name}", script.read_bytes(), 0o755)
+        cpio.add_file("/init", (GUEST_SCRIPTS / "init").read_bytes(), 0o755)
+        cpio.add_file("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+        cpio.add_file("/etc/group", b"root:x:0:\n")
+        (tmp / "base.cpio").write_bytes(cpio.to_bytes())
+        shutil.rmtree(root, ignore_errors=True)
+
+    return build_once("images", f"base-{key}", build) / "base.cpio", key
+
+
+def _add_binaries(cpio: Archive, root: Path, binaries: tuple[str, ...], arch: ArchProfile) -> None:
+    """Copies binaries plus the transitive DT_NEEDED closure and the dynamic loader."""
+    index = _library_index(root, arch)
+    pending = [root / b for b in binaries]
+    seen: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if not path.is_file():
+            raise InfraError(f"guest image: {path.relative_to(root)} is in no recipe package")
+        data = path.resolve().read_bytes()
+        guest_path = "/" + str(path.relative_to(root))
+        cpio.add_file(guest_path, data, 0o755)
+        if not is_elf(data):
+            continue
+        info = dynamic_info(data)
+        if info.machine != arch.elf_machine:
+            raise InfraError(f"guest image: {guest_path} is not a {arch.name} binary")
+        if info.interpreter and info.interpreter not in cpio:
+            interp = index.get(Path(info.interpreter).name)
+            if interp is None:
+                raise InfraError(f"guest image: dynamic loader {info.interpreter} not found")
+            cpio.add_file(info.interpreter, interp.resolve().read_bytes(), 0o755)
+        for soname in info.needed:
+            if soname in seen:
+                continue
+            seen.add(soname)
+            lib = index.get(soname)
+            if lib is None:
+                raise InfraError(
+                    f"guest image: {soname} (needed by {guest_path}) is in no package of the "
+                    "closure: add its package to images/guest.toml"
+                )
+            pending.append(lib)
+    # Libraries land where the packages put them; make sure the loader searches there.
+    libdirs = sorted({str(Path(p).parent) for p in cpio.entries if ".so" in Path(p).name})
+    cpio.add_file("/etc/ld.so.conf", ("\n".join(libdirs) + "\n").encode())
+
+
+def _library_index(root: Path, arch: ArchProfile) -> dict[str, Path]:
+    index: dict[str, Path] = {}
+    for sub in (f"lib/{arch.gnu_triplet}", f"usr/lib/{arch.gnu_triplet}", "lib", "usr/lib"):
+        directory = root / sub
+        if directory.is_dir():
+            for f in directory.iterdir():
+                if ".so" in f.name and (f.is_file() or f.is_symlink()):
+                    index.setdefault(f.name, f)
+    return index
+
+
+def build_modules_part(kernel: Kernel, recipe: Recipe) -> tuple[Path, str, modsel.ModuleSelection]:
+    """(modules.cpio, its key, the selection) for ``kernel``."""
+    requested = list(recipe.boot_modules) + list(recipe.extra_modules)
+    modules_dir = kernel.modules_dir
+    dep_text, builtin_text = modsel.read_tree(modules_dir) if modules_dir else ("", "")
+    selection = modsel.select(requested, dep_text, builtin_text)
+    key = digest("modules", kernel.identity, selection.paths)[:32]
+
+    def build(tmp: Path) -> None:
+        cpio = Archive()
+        base = f"/lib/modules/{kernel.release}"
+        cpio.add_dir(base)
+        if modules_dir is not None:
+            for rel in selection.paths:
+                cpio.add_file(f"{base}/{rel}", (modules_dir / rel).read_bytes())
+            cpio.add_file(f"{base}/modules.dep", modsel.filtered_modules_dep(dep_text, selection.paths).encode())
+            cpio.add_file(f"{base}/modules.builtin", builtin_text.encode())
+        (tmp / "modules.cpio").write_bytes(cpio.to_bytes())
+
+    return build_once("images", f"modules-{key}", build) / "modules.cpio", key, selection
+
+
+def build_guest_image(kernel: Kernel, recipe: Recipe | None = None) -> GuestImage:
+    """The initrd for ``kernel`` (base + modules), building only what the cache lacks."""
+    recipe = recipe or Recipe.load()
+    base, base_key = build_base(kernel.arch, recipe)
+    modules, mod_key, selection = build_modules_part(kernel, recipe)
+    key = digest(base_key, mod_key)[:32]
+
+    def build(tmp: Path) -> None:
+        (tmp / "initrd.cpio").write_bytes(base.read_bytes() + modules.read_bytes())
+
+    initrd = build_once("images", f"initrd-{key}", build) / "initrd.cpio"
+    boot = tuple(m for m in recipe.boot_modules if m in selection.loadable)
+    return GuestImage(initrd, key, boot, selection.loadable, selection.builtin, selection.absent)

@@ -1,0 +1,51 @@
+"""Static guest helpers (guest-scripts/*.c) compiled for the guest arch, cached by source.
+
+Static linking keeps them independent of the image's libraries and lets one binary serve every
+kernel of an arch.  The compiler's identity (path, size, mtime) is part of the key without
+running it, so a cached build needs no compiler at all.
+"""
+
+import shutil
+from pathlib import Path
+
+from harness import proc
+from harness.arch import ArchProfile
+from harness.cache import build_once, digest
+from harness.errors import UserError
+from harness.paths import GUEST_SCRIPTS
+
+CFLAGS = ["-static", "-O2", "-Wall", "-Wextra", "-Werror"]
+COMPILER_PACKAGE = {"x86_64": "gcc", "arm64": "gcc-aarch64-linux-gnu"}
+
+
+def sources(scripts: Path = GUEST_SCRIPTS) -> list[Path]:
+    return sorted(scripts.glob("*.c"))
+
+
+def _compiler_identity(cc: str) -> str:
+    found = shutil.which(cc)
+    if not found:
+        return "absent"
+    st = Path(found).resolve().stat()
+    return f"{found}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def build_helpers(arch: ArchProfile, scripts: Path = GUEST_SCRIPTS) -> dict[str, Path]:
+    """{helper name: static binary} for every guest-scripts/*.c."""
+    srcs = sources(scripts)
+    key = digest(arch.name, CFLAGS, [(s.name, s.read_bytes()) for s in srcs],
+                 _compiler_identity(arch.cc))
+
+    def build(tmp: Path) -> None:
+        cc = shutil.which(arch.cc)
+        if cc is None:
+            raise UserError(
+                f"{arch.cc} not found: install the Debian package "
+                f"{COMPILER_PACKAGE.get(arch.name, arch.cc)} (make setup does it)"
+            )
+        for src in srcs:
+            proc.run([cc, *CFLAGS, "-o", str(tmp / src.stem), str(src)], timeout=300,
+                     what=f"compiling {src.name} for {arch.name}")
+
+    entry = build_once("helpers", key[:32], build)
+    return {s.stem: entry / s.stem for s in srcs}

@@ -1,0 +1,71 @@
+"""The default kernel: Debian's linux-image package for the guest arch, unpacked and ready.
+
+The metapackage (linux-image-amd64) is followed to the versioned image package; the result is
+cached by package name and version, modules are depmod'ed in place, and on x86_64 the PVH
+vmlinux is extracted next to the bzImage.
+"""
+
+from pathlib import Path
+
+from harness import proc
+from harness.arch import ArchProfile
+from harness.cache import build_once
+from harness.debian import DebianArchive, Package, extract_deb, first_dependency
+from harness.errors import InfraError
+from harness.kernel import Kernel
+from harness.kernel.image_format import extract_pvh_vmlinux
+
+MANIFEST = "kernel.json"
+
+
+def resolve_image_package(archive: DebianArchive, name: str) -> Package:
+    """Follows metapackages (linux-image-amd64 → linux-image-6.1.0-NN-amd64)."""
+    package = archive.show([name])[0]
+    for _ in range(4):
+        target = first_dependency(package.depends)
+        if not target.startswith("linux-image-"):
+            return package
+        package = archive.show([target])[0]
+    raise InfraError(f"{name}: metapackage chain too long")
+
+
+def debian_kernel(arch: ArchProfile, package: str | None = None) -> Kernel:
+    """Downloads (once) and unpacks Debian's kernel for ``arch``."""
+    archive = DebianArchive(arch)
+    image_pkg = resolve_image_package(archive, package or f"linux-image-{arch.debian_arch}")
+    key = f"debian-{image_pkg.name}-{image_pkg.version}"
+
+    def build(tmp: Path) -> None:
+        (deb,) = archive.download([image_pkg])
+        root = tmp / "root"
+        extract_deb(deb, root)
+        releases = [p.name for p in (root / "lib" / "modules").iterdir() if p.is_dir()]
+        if len(releases) != 1:
+            raise InfraError(f"{deb.name}: expected one lib/modules/<release>, found {releases}")
+        release = releases[0]
+        proc.require_tool("depmod", "kmod")
+        proc.run(["depmod", "-b", str(root), release], timeout=300)
+        boot = root / "boot" / f"vmlinuz-{release}"
+        boot_image, kind, notes = boot, ("bzImage" if arch.name == "x86_64" else "Image"), []
+        if arch.name == "x86_64":
+            vmlinux = extract_pvh_vmlinux(boot.read_bytes())
+            if vmlinux is not None:
+                boot_image, kind = tmp / "vmlinux-pvh", "pvh"
+                boot_image.write_bytes(vmlinux)
+            else:
+                notes.append("no PVH entry in the vmlinux: booting the bzImage (slower)")
+        kernel = Kernel(
+            arch=arch,
+            release=release,
+            boot_image=boot_image,
+            boot_kind=kind,
+            origin=f"Debian {image_pkg.name} {image_pkg.version}",
+            identity=key,
+            modules_root=root,
+            config=root / "boot" / f"config-{release}",
+            notes=tuple(notes),
+        )
+        kernel.save(tmp / MANIFEST)
+
+    return Kernel.load(build_once("kernels", key, build) / MANIFEST)
+

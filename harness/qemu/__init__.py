@@ -1,0 +1,1 @@
+"""Pure QEMU command-line construction (no processes here)."""

@@ -1,0 +1,104 @@
+"""QEMU argv from a ``MachineSpec``: pure, so every option is unit-tested without QEMU.
+
+The console goes to a file chardev (complete and raw, even if memharness stalls), QMP and the
+command-channel ports are unix sockets that memharness listens on before QEMU starts (QEMU
+connects as a client, so nothing the guest says is lost before we attach).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.arch import ArchProfile
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ChannelPort:
+    name: str  # virtserialport name the guest agent looks for (mh.0, mh.1, ...)
+    socket: Path
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    arch: ArchProfile
+    kernel: Path
+    initrd: Path
+    cmdline: tuple[str, ...]
+    console_log: Path
+    qmp_socket: Path
+    ports: tuple[ChannelPort, ...]
+    memory: int
+    slots: int = 0
+    maxmem: int = 0
+    smp: int = 1
+    accel: str = "tcg"  # tcg | kvm
+    dtb: Path | None = None
+    firmware: Path | None = None  # UEFI image (-bios)
+    machine_options: tuple[str, ...] = ()  # appended to -machine (e.g. dumpdtb=F)
+    extra: tuple[str, ...] = field(default=())  # devices and objects from the layout
+
+
+def mem_arg(spec: MachineSpec) -> str:
+    value = f"{spec.memory // MiB}M"
+    if spec.maxmem:
+        value += f",slots={spec.slots},maxmem={spec.maxmem // MiB}M"
+    return value
+
+
+def build_argv(spec: MachineSpec, binary: str | None = None) -> list[str]:
+    arch = spec.arch
+    machine = ",".join((arch.machine, *spec.machine_options))
+    argv = [
+        binary or arch.qemu_binary,
+        "-machine", machine,
+        "-accel", spec.accel,
+        "-smp", str(spec.smp),
+        "-m", mem_arg(spec),
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+    ]
+    cpu = "host" if spec.accel == "kvm" else arch.cpu
+    if cpu:
+        argv += ["-cpu", cpu]
+    if spec.firmware:
+        argv += ["-bios", str(spec.firmware)]
+    argv += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd),
+             "-append", " ".join(spec.cmdline)]
+    if spec.dtb:
+        argv += ["-dtb", str(spec.dtb)]
+    argv += [
+        "-chardev", f"file,id=console,path={spec.console_log}",
+        "-serial", "chardev:console",
+        "-chardev", f"socket,id=qmp,path={spec.qmp_socket}",
+        "-mon", "chardev=qmp,mode=control",
+    ]
+    if spec.ports:
+        argv += ["-device", "virtio-serial-pci,id=mhserial"]
+        for i, port in enumerate(spec.ports):
+            argv += [
+                "-chardev", f"socket,id=mhport{i},path={port.socket}",
+                "-device", f"virtserialport,bus=mhserial.0,chardev=mhport{i},name={port.name}",
+            ]
+    argv += list(spec.extra)
+    return argv
+
+
+def kernel_cmdline(arch: ArchProfile, ports: tuple[ChannelPort, ...], boot_modules: tuple[str, ...],
+                   extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The guest command line: serial console, fail-fast panics, channel ports, modules.
+
+    loglevel=5 keeps WARNING-level splats on the console (``quiet`` would hide them);
+    panic=-1 with -no-reboot makes a panic end QEMU at once instead of hanging the run.
+    """
+    parts = [f"console={arch.console_tty}", "loglevel=5", "panic=-1", "printk.time=1",
+             f"mh.ports={','.join(p.name for p in ports)}"]
+    if boot_modules:
+        parts.append(f"mh.modules={','.join(boot_modules)}")
+    return (*parts, *extra)
+
+
+def shell_quote(argv: list[str]) -> str:
+    """One line that re-runs ``argv`` in a POSIX shell (for qemu.argv and reproducers)."""
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)

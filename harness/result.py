@@ -1,0 +1,103 @@
+"""A finished run: its outcome, why, and everything needed to look at it again.
+
+Writes result.json, splats.json and reproduce.sh into the run's artifacts directory; the same
+record feeds the CLI, the pytest plugin and the reports.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.outcome import Outcome, decide
+from harness.splat import Splat
+from harness.vm.channel import CommandResult
+from harness.vm.machine import VM
+
+
+@dataclass
+class RunResult:
+    name: str
+    outcome: Outcome
+    reason: str
+    artifacts: Path
+    machine: dict[str, Any]
+    splats: list[Splat]
+    commands: list[CommandResult]
+    reproducer: str
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def boot_seconds(self) -> float | None:
+        value = self.machine.get("boot_seconds")
+        return float(value) if value is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "outcome": str(self.outcome),
+            "reason": self.reason,
+            "artifacts": str(self.artifacts),
+            "seconds": round(self.seconds, 3),
+            "machine": self.machine,
+            "splats": [s.to_json() for s in self.splats],
+            "commands": [command_json(c) for c in self.commands],
+            "reproducer": self.reproducer,
+            "details": self.details,
+        }
+
+
+def command_json(c: CommandResult) -> dict[str, Any]:
+    return {
+        "command": c.command,
+        "exit_code": c.exit_code,
+        "signal": c.signal,
+        "seconds": round(c.seconds, 4),
+        "timed_out": c.timed_out,
+        "stopped_by": c.stopped_by,
+        "stdout": c.stdout.decode(errors="replace")[-4000:],
+        "stderr": c.stderr.decode(errors="replace")[-4000:],
+    }
+
+
+def finish_run(vm: VM, name: str, reproducer: str, started: float,
+               details: dict[str, Any] | None = None,
+               override: tuple[Outcome, str] | None = None) -> RunResult:
+    """Decides the outcome of a stopped VM and writes the artifacts."""
+    outcome, reason = override or decide(vm.facts())
+    result = RunResult(
+        name=name,
+        outcome=outcome,
+        reason=reason,
+        artifacts=vm.artifacts,
+        machine=vm.summary(),
+        splats=vm.splats(),
+        commands=list(vm.state.commands),
+        reproducer=reproducer,
+        seconds=time.monotonic() - started,
+        details=details or {},
+    )
+    write_result(result)
+    vm.write_splats()
+    return result
+
+
+def write_result(result: RunResult) -> None:
+    result.artifacts.mkdir(parents=True, exist_ok=True)
+    (result.artifacts / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    (result.artifacts / "reproduce.sh").write_text(
+        "#!/bin/sh\n# Re-runs exactly this case.\n" + result.reproducer + "\n")
+
+
+def artifacts_dir(root: Path, name: str, arch: str) -> Path:
+    """root/<name>-<arch>-<timestamp>[-N]: one directory per run, never reused."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = root / f"{name}-{arch}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path

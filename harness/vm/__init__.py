@@ -1,0 +1,1 @@
+"""Live guests: the QEMU process, its console, QMP and the command channel."""

@@ -1,0 +1,368 @@
+"""The live VM: QEMU process, console watcher, QMP and command channels, as one context manager.
+
+Only this module starts QEMU.  Whatever happens (guest panic, hang, QEMU killed from outside,
+Ctrl-C, a crashed test) ``__exit__`` stops QEMU, reaps it, and writes the artifacts directory,
+and ``facts()`` says what happened so ``harness.outcome.decide`` can name one outcome.
+"""
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+from harness import proc
+from harness.errors import InfraError
+from harness.image.builder import GuestImage
+from harness.kernel import Kernel
+from harness.outcome import Facts
+from harness.qemu.argv import ChannelPort, MachineSpec, build_argv, kernel_cmdline, shell_quote
+from harness.splat import Splat, SplatStream
+from harness.vm import accel as accelmod
+from harness.vm.channel import Channel, ChannelClosed, CommandResult, Listener
+from harness.vm.console import ConsoleWatcher
+from harness.vm.qmp import QMP
+
+QEMU_PACKAGE = {"qemu-system-x86_64": "qemu-system-x86", "qemu-system-aarch64": "qemu-system-arm"}
+FATAL_GRACE = 5.0  # after a panic splat, how long QEMU may take to exit by itself
+CONNECT_TIMEOUT = 30.0
+
+
+@dataclass
+class VMOptions:
+    memory: int | None = None  # bytes; None → the arch default
+    slots: int = 0
+    maxmem: int = 0
+    smp: int = 1
+    cmdline: tuple[str, ...] = ()  # extra kernel arguments
+    extra_args: tuple[str, ...] = ()  # extra QEMU arguments (devices, objects)
+    machine_options: tuple[str, ...] = ()
+    dtb: Path | None = None
+    uefi: bool = False
+    accel: str = "tcg"
+    ports: int = 1  # command-channel ports (parallel guest sessions)
+    boot_timeout: float = 180.0
+    boot_silence: float = 90.0  # no console output for this long during boot → hang
+    command_timeout: float = 300.0
+    panic_on_oops: bool = True  # an oops ends the run at once instead of leaving held locks
+    reproducer: str = ""  # one-line command that re-runs this case
+
+
+@dataclass
+class VMState:
+    boot_seconds: float | None = None
+    accel: str = ""
+    accel_note: str = ""
+    hang: str | None = None
+    infra: str | None = None
+    failed_command: str | None = None
+    stopping: bool = False
+    qemu_exit: int | None = None
+    commands: list[CommandResult] = field(default_factory=list)
+
+
+class VM:
+    def __init__(self, kernel: Kernel, image: GuestImage, artifacts: Path,
+                 options: VMOptions | None = None) -> None:
+        self.kernel = kernel
+        self.arch = kernel.arch
+        self.image = image
+        self.artifacts = artifacts
+        self.options = options or VMOptions()
+        self.state = VMState()
+        self.stream = SplatStream()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sockdir: Path | None = None
+        self._listeners: list[Listener] = []
+        self._channels: list[Channel] = []
+        self._qmp: QMP | None = None
+        self._console: ConsoleWatcher | None = None
+        self._files: list[TextIO] = []
+        self._fatal_seen_at: float | None = None
+        self.argv: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> "VM":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if isinstance(exc, InfraError) and not self.state.infra:
+            self.state.infra = str(exc)
+        self.stop()
+
+    def start(self) -> None:
+        """Boots the guest; returns when its agent is ready (or the VM is known dead/hung)."""
+        binary = proc.require_tool(self.arch.qemu_binary,
+                                   QEMU_PACKAGE.get(self.arch.qemu_binary, "qemu-system"))
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        plan = accelmod.plan(self.options.accel, self.arch)
+        self.state.accel_note = plan.note
+        if plan.fallback is None:
+            self._boot(binary, plan.first, self.options.boot_timeout)
+            return
+        # A KVM probe: the real boot, under KVM, with a short timeout.
+        self._boot(binary, plan.first, accelmod.PROBE_TIMEOUT)
+        if self.state.boot_seconds is not None:
+            accelmod.record_verdict(self.arch, True, "booted")
+            self.state.accel_note = f"KVM (probe booted in {self.state.boot_seconds:.1f} s)"
+            return
+        reason = self.state.hang or self.state.infra or "did not boot"
+        accelmod.record_verdict(self.arch, False, reason)
+        self._teardown(keep_artifacts_as="kvm-probe")
+        self.state = VMState(accel_note=f"TCG: KVM probe failed ({reason}); falling back to TCG")
+        self.stream = SplatStream()
+        print(f"memharness: WARNING: KVM probe failed ({reason}); falling back to TCG")
+        self._boot(binary, plan.fallback, self.options.boot_timeout)
+
+    def _boot(self, binary: str, accel: str, boot_timeout: float) -> None:
+        self.state.accel = accel
+        self._sockdir = Path(tempfile.mkdtemp(prefix="mh-"))  # short: sun_path is 108 bytes
+        ports = tuple(ChannelPort(f"mh.{i}", self._sockdir / f"port{i}.sock")
+                      for i in range(self.options.ports))
+        extra_cmdline = list(self.options.cmdline)
+        if self.options.panic_on_oops:
+            extra_cmdline.insert(0, "oops=panic")
+        spec = MachineSpec(
+            arch=self.arch,
+            kernel=self.kernel.boot_image,
+            initrd=self.image.initrd,
+            cmdline=kernel_cmdline(self.arch, ports, self.image.boot_modules, tuple(extra_cmdline)),
+            console_log=self.artifacts / "console.log",
+            qmp_socket=self._sockdir / "qmp.sock",
+            ports=ports,
+            memory=self.options.memory or self.arch.default_memory,
+            slots=self.options.slots,
+            maxmem=self.options.maxmem,
+            smp=self.options.smp,
+            accel=accel,
+            dtb=self.options.dtb,
+            firmware=Path(fw) if self.options.uefi and (fw := self.arch.firmware()) else None,
+            machine_options=self.options.machine_options,
+            extra=self.options.extra_args,
+        )
+        if self.options.uefi and spec.firmware is None:
+            raise InfraError(f"UEFI firmware for {self.arch.name} not found: install qemu-efi-aarch64")
+        self.argv = build_argv(spec, binary)
+        (self.artifacts / "qemu.argv").write_text(shell_quote(self.argv) + "\n")
+        qmp_listener = Listener(spec.qmp_socket)
+        port_listeners = [Listener(p.socket) for p in ports]
+        self._listeners = [qmp_listener, *port_listeners]
+        (self.artifacts / "console.log").unlink(missing_ok=True)
+        self._console = ConsoleWatcher(self.artifacts / "console.log", self._on_console)
+        stderr = self._open("qemu.stderr", "w")
+        start = time.monotonic()
+        self._proc = proc.spawn(self.argv, stderr=stderr.fileno())
+        try:
+            self._qmp = QMP(qmp_listener.accept(CONNECT_TIMEOUT, self.alive), self._open("qmp.log", "a"))
+            transcript = self._open("transcript.log", "a")
+            for port, listener in zip(ports, port_listeners, strict=True):
+                sock = listener.accept(CONNECT_TIMEOUT, self.alive)
+                self._channels.append(Channel(sock, port.name, transcript))
+            self._channels[0].wait_ready(boot_timeout, self._boot_abort)
+            for channel in self._channels[1:]:
+                channel.wait_ready(boot_timeout, self._boot_abort)
+        except TimeoutError:
+            self.state.hang = (f"guest did not finish booting within {boot_timeout:.0f} s "
+                               f"({self.arch.name}, {accel})")
+            return
+        except ChannelClosed as exc:
+            self._note_exit(str(exc))
+            return
+        except _BootAbort as exc:
+            self.state.hang = str(exc)
+            return
+        self.state.boot_seconds = time.monotonic() - start
+
+    def _open(self, name: str, mode: str) -> TextIO:
+        f = (self.artifacts / name).open(mode)
+        self._files.append(f)
+        return f
+
+    def _on_console(self, text: str) -> None:
+        if self.stream.feed(text) and self.stream.panicked and self._fatal_seen_at is None:
+            self._fatal_seen_at = time.monotonic()
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _abort_reason(self) -> str | None:
+        if not self.alive():
+            return "QEMU exited"
+        if self._fatal_seen_at is not None and time.monotonic() - self._fatal_seen_at > FATAL_GRACE:
+            return "the kernel panicked"
+        return None
+
+    def _boot_abort(self) -> str | None:
+        reason = self._abort_reason()
+        if reason:
+            raise ChannelClosed(reason)
+        assert self._console is not None
+        if self._console.silent_for() > self.options.boot_silence:
+            raise _BootAbort(f"no console output for {self.options.boot_silence:.0f} s during boot")
+        return None
+
+    def _note_exit(self, why: str) -> None:
+        """QEMU went away on its own: a panic explains it; anything else is infrastructure."""
+        if self._proc is not None:
+            try:
+                self.state.qemu_exit = self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                return
+        if self._console is not None:
+            self._console.flush()
+        if self.stream.panicked or self.state.stopping:
+            return
+        self.state.infra = explain_exit(self.state.qemu_exit,
+                                        (self.artifacts / "qemu.stderr").read_text(errors="replace"),
+                                        why)
+
+    # -- use ---------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return (self.state.boot_seconds is not None and self.alive()
+                and not self.state.hang and not self.stream.panicked)
+
+    @property
+    def qmp(self) -> QMP:
+        if self._qmp is None:
+            raise InfraError("QMP is not connected")
+        return self._qmp
+
+    def channel(self, index: int = 0) -> Channel:
+        return self._channels[index]
+
+    def run(self, script: str, timeout: float | None = None, check: bool = True,
+            port: int = 0) -> CommandResult:
+        """Runs a guest command; a non-zero exit is recorded as a failure when ``check``."""
+        if not self.ready:
+            result = CommandResult(script, None, 0, b"", b"", 0.0, stopped_by="the VM is not running")
+            self.state.commands.append(result)
+            return result
+        limit = timeout if timeout is not None else self.options.command_timeout
+        result = self._channels[port].run(script, limit, self._abort_reason)
+        self.state.commands.append(result)
+        if result.timed_out:
+            self.state.hang = f"command exceeded its {limit:.0f} s timeout: {script}"
+        elif result.stopped_by:
+            self._note_exit(result.stopped_by)
+        elif check and result.exit_code != 0 and self.state.failed_command is None:
+            first_err = result.stderr.decode(errors="replace").strip().splitlines()[:1]
+            detail = f": {first_err[0]}" if first_err else ""
+            self.state.failed_command = f"`{script}` exited {result.exit_code}{detail}"
+        return result
+
+    def splats(self) -> list[Splat]:
+        return list(self.stream.splats)
+
+    def facts(self) -> Facts:
+        return Facts(
+            splats=tuple(self.stream.splats),
+            hang=self.state.hang,
+            infra=self.state.infra,
+            failed_command=self.state.failed_command,
+        )
+
+    def console_tail(self, lines: int = 40) -> str:
+        return self._console.tail(lines) if self._console else ""
+
+    # -- shutdown ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stops QEMU (QMP quit, then SIGKILL), reaps it and closes everything. Idempotent."""
+        exited_by_itself = self._proc is not None and self._proc.poll() is not None
+        if exited_by_itself and not self.state.stopping and self.state.qemu_exit is None:
+            self._note_exit("QEMU exited")
+        self.state.stopping = True
+        if self._proc is not None:
+            if self._proc.poll() is None and self._qmp is not None:
+                try:
+                    self._qmp.command("quit", timeout=3.0)
+                except Exception:  # noqa: BLE001 - a wedged QEMU is killed below
+                    pass
+                try:
+                    self._proc.wait(3.0)
+                except subprocess.TimeoutExpired:
+                    pass
+            code = proc.kill(self._proc)
+            if self.state.qemu_exit is None:
+                self.state.qemu_exit = code
+        self._close_io()
+
+    def _close_io(self) -> None:
+        if self._qmp is not None:
+            self._qmp.close()
+            self._qmp = None
+        for channel in self._channels:
+            channel.close()
+        self._channels = []
+        for listener in self._listeners:
+            listener.close()
+        self._listeners = []
+        if self._console is not None:
+            self._console.stop()
+        self.stream.finish()
+        for f in self._files:
+            f.close()
+        self._files = []
+        if self._sockdir is not None:
+            shutil.rmtree(self._sockdir, ignore_errors=True)
+            self._sockdir = None
+
+    def _teardown(self, keep_artifacts_as: str) -> None:
+        """Ends a failed probe boot, moving its artifacts aside for the record."""
+        self.state.stopping = True
+        if self._proc is not None:
+            proc.kill(self._proc)
+            self._proc = None
+        self._close_io()
+        self._console = None
+        aside = self.artifacts / keep_artifacts_as
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        for name in ("qemu.argv", "console.log", "qmp.log", "transcript.log", "qemu.stderr"):
+            path = self.artifacts / name
+            if path.exists():
+                path.rename(aside / name)
+
+    def summary(self) -> dict[str, Any]:
+        """Facts about the machine for result.json."""
+        return {
+            "arch": self.arch.name,
+            "kernel": {"release": self.kernel.release, "origin": self.kernel.origin,
+                       "boot": self.kernel.boot_kind},
+            "accel": self.state.accel,
+            "accel_note": self.state.accel_note,
+            "boot_seconds": self.state.boot_seconds,
+            "qemu_exit": self.state.qemu_exit,
+            "console_tail": self.console_tail(),
+        }
+
+    def write_splats(self) -> None:
+        (self.artifacts / "splats.json").write_text(
+            json.dumps([s.to_json() for s in self.stream.splats], indent=2) + "\n")
+
+
+def explain_exit(code: int | None, stderr: str, why: str) -> str:
+    """One line for a QEMU exit memharness did not ask for (pure, unit-tested)."""
+    lines = stderr.strip().splitlines()
+    terminated = next((ln for ln in lines if "terminating on signal" in ln), None)
+    if code is not None and code < 0:
+        return f"QEMU was killed by signal {-code} (not by memharness)"
+    if terminated:
+        return f"QEMU was stopped from outside: {terminated.split(': ', 1)[-1]}"
+    if code == 0:
+        return "the guest powered off or rebooted unexpectedly"
+    return f"QEMU exited with status {code}: {lines[-1] if lines else why}"
+
+
+class _BootAbort(Exception):
+    """Boot-time watchdog fired (console silence)."""
