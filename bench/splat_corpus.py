@@ -42,10 +42,15 @@ def evaluate(cases: list[Case]) -> dict[str, object]:
         elif splats:
             misses.append((case.name, "", got))
     return {
-        "cases": len(cases), "seconds": seconds,
-        "crash_agreement": crash_ok / crash_total, "crash_total": crash_total,
-        "title_agreement": title_ok / titled, "title_or_alt": title_alt_ok / titled,
-        "titled": titled, "corrupted_flag_agreement": corrupt_ok / titled, "misses": misses,
+        "cases": len(cases),
+        "seconds": seconds,
+        "crash_agreement": crash_ok / crash_total,
+        "crash_total": crash_total,
+        "title_agreement": title_ok / titled,
+        "title_or_alt": title_alt_ok / titled,
+        "titled": titled,
+        "corrupted_flag_agreement": corrupt_ok / titled,
+        "misses": misses,
     }
 
 
@@ -56,8 +61,10 @@ def main() -> int:
     args = ap.parse_args()
     r = evaluate(load(CORPUS))
     print(f"cases: {r['cases']}  parse time: {r['seconds']:.2f} s")
-    print(f"crash/no-crash agreement (non-corrupted, n={r['crash_total']}): "
-          f"{r['crash_agreement']:.1%}")
+    print(
+        f"crash/no-crash agreement (non-corrupted, n={r['crash_total']}): "
+        f"{r['crash_agreement']:.1%}"
+    )
     print(f"first-title exact agreement (n={r['titled']}): {r['title_agreement']:.1%}")
     print(f"first-title agreement counting ALT titles: {r['title_or_alt']:.1%}")
     print(f"corrupted-flag agreement: {r['corrupted_flag_agreement']:.1%}")

@@ -95,9 +95,7 @@ def get_arch(name: str) -> ArchProfile:
     try:
         return ARCHES[key]
     except KeyError:
-        raise UserError(
-            f"unknown arch {name!r}: use one of {', '.join(ARCHES)}"
-        ) from None
+        raise UserError(f"unknown arch {name!r}: use one of {', '.join(ARCHES)}") from None
 
 
 def parse_arches(spec: str) -> list[ArchProfile]:

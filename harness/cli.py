@@ -16,19 +16,31 @@ from harness import proc
 from harness.arch import ARCHES, get_arch
 from harness.errors import InfraError, UserError
 from harness.outcome import BISECT_EXIT, Outcome
+from harness.splat.model import Splat
 
 DEFAULT_ARTIFACTS = Path(os.environ.get("MEMHARNESS_ARTIFACTS", "memharness-artifacts"))
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kernel", metavar="PATH",
-                   help="bzImage/Image/vmlinux or a build dir (default: Debian's kernel package)")
+    p.add_argument(
+        "--kernel",
+        metavar="PATH",
+        help="bzImage/Image/vmlinux or a build dir (default: Debian's kernel package)",
+    )
     p.add_argument("--modules", metavar="DIR", help="INSTALL_MOD_PATH of --kernel's modules")
-    p.add_argument("--artifacts", metavar="DIR", type=Path, default=DEFAULT_ARTIFACTS,
-                   help="where run directories are written (default: %(default)s)")
-    p.add_argument("--accel", default=os.environ.get("MEMHARNESS_ACCEL", "tcg"),
-                   choices=("tcg", "kvm", "auto"),
-                   help="tcg (default), kvm, or auto: probe KVM briefly, fall back to TCG")
+    p.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_ARTIFACTS,
+        help="where run directories are written (default: %(default)s)",
+    )
+    p.add_argument(
+        "--accel",
+        default=os.environ.get("MEMHARNESS_ACCEL", "tcg"),
+        choices=("tcg", "kvm", "auto"),
+        help="tcg (default), kvm, or auto: probe KVM briefly, fall back to TCG",
+    )
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -36,26 +48,35 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
     command = " ".join(args.command) if args.command else "uname -a"
     result, cmd_result = boot_and_run(
-        arch=get_arch(args.arch), kernel_spec=args.kernel, modules=args.modules,
-        command=command, timeout=args.timeout, artifacts_root=args.artifacts, accel=args.accel,
+        arch=get_arch(args.arch),
+        kernel_spec=args.kernel,
+        modules=args.modules,
+        command=command,
+        timeout=args.timeout,
+        artifacts_root=args.artifacts,
+        accel=args.accel,
         boot_timeout=args.boot_timeout,
     )
     exit_code = cmd_result.exit_code if cmd_result else None
     if args.json:
-        print(json.dumps({
-            "outcome": str(result.outcome),
-            "exit_code": exit_code,
-            "stdout": cmd_result.stdout.decode(errors="replace") if cmd_result else "",
-            "stderr": cmd_result.stderr.decode(errors="replace") if cmd_result else "",
-            "artifacts": str(result.artifacts),
-            "boot_seconds": result.boot_seconds,
-            "reason": result.reason,
-            "splats": [s.title for s in result.splats],
-            "arch": result.machine["arch"],
-            "kernel": result.machine["kernel"],
-            "accel": result.machine["accel"],
-            "accel_note": result.machine["accel_note"],
-        }))
+        print(
+            json.dumps(
+                {
+                    "outcome": str(result.outcome),
+                    "exit_code": exit_code,
+                    "stdout": cmd_result.stdout.decode(errors="replace") if cmd_result else "",
+                    "stderr": cmd_result.stderr.decode(errors="replace") if cmd_result else "",
+                    "artifacts": str(result.artifacts),
+                    "boot_seconds": result.boot_seconds,
+                    "reason": result.reason,
+                    "splats": [s.title for s in result.splats],
+                    "arch": result.machine["arch"],
+                    "kernel": result.machine["kernel"],
+                    "accel": result.machine["accel"],
+                    "accel_note": result.machine["accel_note"],
+                }
+            )
+        )
     elif cmd_result is not None:
         sys.stdout.buffer.write(cmd_result.stdout)
         sys.stdout.flush()
@@ -65,8 +86,11 @@ def cmd_boot(args: argparse.Namespace) -> int:
         print(f"memharness: {note}", file=sys.stderr)
     if not args.json:
         boot = f"boot {result.boot_seconds:.1f} s" if result.boot_seconds else "no boot"
-        print(f"memharness: {result.outcome}: {result.reason} [{result.machine['arch']}, {boot}, "
-              f"artifacts: {result.artifacts}]", file=sys.stderr)
+        print(
+            f"memharness: {result.outcome}: {result.reason} [{result.machine['arch']}, {boot}, "
+            f"artifacts: {result.artifacts}]",
+            file=sys.stderr,
+        )
     if result.outcome in (Outcome.PASS, Outcome.COMMAND_FAILED) and exit_code is not None:
         return exit_code
     return BISECT_EXIT[result.outcome]
@@ -75,25 +99,29 @@ def cmd_boot(args: argparse.Namespace) -> int:
 def cmd_splats(args: argparse.Namespace) -> int:
     from harness.splat import parse_log
 
-    reports = []
+    reports: list[tuple[str, list[Splat]]] = []
     for name in args.files:
         path = Path(name)
         if not path.is_file():
             raise UserError(f"{path} does not exist: pass console log files")
-        splats = parse_log(path.read_text(errors="replace"))
-        reports.append({"file": str(path), "splats": [
-            {"title": s.title, "kind": s.kind, "corrupted": s.corrupted, "frame": s.frame,
-             "text": s.text} for s in splats]})
+        reports.append((str(path), parse_log(path.read_text(errors="replace"))))
     if args.json:
-        print(json.dumps(reports, indent=2))
-    else:
-        for report in reports:
-            splats = report["splats"]
-            assert isinstance(splats, list)
-            print(f"{report['file']}: {len(splats)} splat(s)")
-            for s in splats:
-                flag = " [corrupted]" if s["corrupted"] else ""
-                print(f"  {s['kind']:<14} {s['title']}{flag}")
+        keys = ("title", "kind", "corrupted", "frame", "text")
+        print(
+            json.dumps(
+                [
+                    {"file": f, "splats": [{k: getattr(s, k) for k in keys} for s in sp]}
+                    for f, sp in reports
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    for file, splats in reports:
+        print(f"{file}: {len(splats)} splat(s)")
+        for s in splats:
+            flag = " [corrupted]" if s.corrupted else ""
+            print(f"  {s.kind:<14} {s.title}{flag}")
     return 0
 
 

@@ -115,7 +115,9 @@ class DebianArchive:
         try:
             self._apt("apt-get", "update")
         except InfraError as exc:
-            raise InfraError(f"cannot fetch Debian {self.debian_arch} package lists: {exc}") from exc
+            raise InfraError(
+                f"cannot fetch Debian {self.debian_arch} package lists: {exc}"
+            ) from exc
         if not list(self.lists.glob("*_Packages*")):
             raise InfraError(
                 f"apt-get update gave no {self.debian_arch} package lists: check the deb "
@@ -138,7 +140,9 @@ class DebianArchive:
             return [Package(**p) for p in json.loads(memo.read_text())]
         text = self._apt("apt-cache", "show", "--no-all-versions", *names)
         found = {
-            s["Package"]: Package(s["Package"], s["Version"], s["Architecture"], s.get("Depends", ""))
+            s["Package"]: Package(
+                s["Package"], s["Version"], s["Architecture"], s.get("Depends", "")
+            )
             for s in parse_stanzas(text)
             if "Package" in s
         }
@@ -157,8 +161,16 @@ class DebianArchive:
         if memo.exists():
             return list(json.loads(memo.read_text()))
         text = self._apt(
-            "apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
-            "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *names,
+            "apt-cache",
+            "depends",
+            "--recurse",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+            *names,
         )
         closure = parse_recurse_depends(text)
         memo.parent.mkdir(parents=True, exist_ok=True)

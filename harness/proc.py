@@ -8,6 +8,7 @@ Three layers make sure no QEMU or builder outlives memharness:
 """
 
 import atexit
+import contextlib
 import ctypes
 import os
 import shutil
@@ -72,10 +73,8 @@ def kill(proc: subprocess.Popen[bytes], grace: float = 0.0) -> int | None:
         if proc.poll() is None:
             if grace > 0:
                 _signal_group(proc, signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    pass
             _signal_group(proc, signal.SIGKILL)
         # The group may hold grandchildren even after the leader died.
         _signal_group(proc, signal.SIGKILL)
@@ -92,10 +91,8 @@ def forget(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def live_children() -> list[int]:

@@ -62,9 +62,14 @@ def command_json(c: CommandResult) -> dict[str, Any]:
     }
 
 
-def finish_run(vm: VM, name: str, reproducer: str, started: float,
-               details: dict[str, Any] | None = None,
-               override: tuple[Outcome, str] | None = None) -> RunResult:
+def finish_run(
+    vm: VM,
+    name: str,
+    reproducer: str,
+    started: float,
+    details: dict[str, Any] | None = None,
+    override: tuple[Outcome, str] | None = None,
+) -> RunResult:
     """Decides the outcome of a stopped VM and writes the artifacts."""
     outcome, reason = override or decide(vm.facts())
     result = RunResult(
@@ -88,7 +93,8 @@ def write_result(result: RunResult) -> None:
     result.artifacts.mkdir(parents=True, exist_ok=True)
     (result.artifacts / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     (result.artifacts / "reproduce.sh").write_text(
-        "#!/bin/sh\n# Re-runs exactly this case.\n" + result.reproducer + "\n")
+        "#!/bin/sh\n# Re-runs exactly this case.\n" + result.reproducer + "\n"
+    )
 
 
 def artifacts_dir(root: Path, name: str, arch: str) -> Path:

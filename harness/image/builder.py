@@ -47,8 +47,13 @@ class Recipe:
         )
 
     def key(self) -> object:
-        return [self.packages, self.binaries, sorted(self.links.items()),
-                self.boot_modules, self.extra_modules]
+        return [
+            self.packages,
+            self.binaries,
+            sorted(self.links.items()),
+            self.boot_modules,
+            self.extra_modules,
+        ]
 
 
 @dataclass(frozen=True)
@@ -77,23 +82,43 @@ def build_base(arch: ArchProfile, recipe: Recipe) -> tuple[Path, str]:
     """(base.cpio, its key) for ``arch``."""
     archive, packages = resolve_packages(arch, recipe)
     helpers = build_helpers(arch)
-    key = digest("base", arch.name, recipe.key(), sorted(p.deb_name for p in packages),
-                 tree_digest(GUEST_SCRIPTS), sorted(p.parent.name for p in helpers.values()))[:32]
+    key = digest(
+        "base",
+        arch.name,
+        recipe.key(),
+        sorted(p.deb_name for p in packages),
+        tree_digest(GUEST_SCRIPTS),
+        sorted(p.parent.name for p in helpers.values()),
+    )[:32]
 
     def build(tmp: Path) -> None:
         root = tmp / "debs"
         for deb in archive.download(packages):
             extract_deb(deb, root)
         cpio = Archive()
-        for d in ("/proc", "/sys", "/dev", "/tmp", "/run", "/mnt", "/root", "/etc",
-                  "/sys/kernel/debug"):
+        for d in (
+            "/proc",
+            "/sys",
+            "/dev",
+            "/tmp",
+            "/run",
+            "/mnt",
+            "/root",
+            "/etc",
+            "/usr/bin",
+            "/usr/sbin",
+            "/sys/kernel/debug",
+        ):
             cpio.add_dir(d)
         _add_binaries(cpio, root, recipe.binaries, arch)
         for link, target in recipe.links.items():
             cpio.add_symlink(link, target)
         for name, binary in helpers.items():
-            cpio.add_file(f"/sbin/{name}" if name == "mh-agent" else f"{GUEST_BIN}/{name}",
-                          binary.read_bytes(), 0o755)
+            cpio.add_file(
+                f"/sbin/{name}" if name == "mh-agent" else f"{GUEST_BIN}/{name}",
+                binary.read_bytes(),
+                0o755,
+            )
         for script in sorted(GUEST_SCRIPTS.iterdir()):
             if script.is_file() and script.suffix != ".c" and script.name != "init":
                 cpio.add_file(f"{GUEST_BIN}/{script.name}", script.read_bytes(), 0o755)
@@ -170,7 +195,10 @@ def build_modules_part(kernel: Kernel, recipe: Recipe) -> tuple[Path, str, modse
         if modules_dir is not None:
             for rel in selection.paths:
                 cpio.add_file(f"{base}/{rel}", (modules_dir / rel).read_bytes())
-            cpio.add_file(f"{base}/modules.dep", modsel.filtered_modules_dep(dep_text, selection.paths).encode())
+            cpio.add_file(
+                f"{base}/modules.dep",
+                modsel.filtered_modules_dep(dep_text, selection.paths).encode(),
+            )
             cpio.add_file(f"{base}/modules.builtin", builtin_text.encode())
         (tmp / "modules.cpio").write_bytes(cpio.to_bytes())
 

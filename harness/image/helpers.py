@@ -1,8 +1,8 @@
 """Static guest helpers (guest-scripts/*.c) compiled for the guest arch, cached by source.
 
 Static linking keeps them independent of the image's libraries and lets one binary serve every
-kernel of an arch.  The compiler's identity (path, size, mtime) is part of the key without
-running it, so a cached build needs no compiler at all.
+kernel of an arch.  The key is the sources and flags only, so a cached build needs no compiler
+at all (a compiler upgrade does not change what these small programs do).
 """
 
 import shutil
@@ -22,19 +22,10 @@ def sources(scripts: Path = GUEST_SCRIPTS) -> list[Path]:
     return sorted(scripts.glob("*.c"))
 
 
-def _compiler_identity(cc: str) -> str:
-    found = shutil.which(cc)
-    if not found:
-        return "absent"
-    st = Path(found).resolve().stat()
-    return f"{found}:{st.st_size}:{st.st_mtime_ns}"
-
-
 def build_helpers(arch: ArchProfile, scripts: Path = GUEST_SCRIPTS) -> dict[str, Path]:
     """{helper name: static binary} for every guest-scripts/*.c."""
     srcs = sources(scripts)
-    key = digest(arch.name, CFLAGS, [(s.name, s.read_bytes()) for s in srcs],
-                 _compiler_identity(arch.cc))
+    key = digest(arch.name, CFLAGS, [(s.name, s.read_bytes()) for s in srcs])
 
     def build(tmp: Path) -> None:
         cc = shutil.which(arch.cc)
@@ -44,8 +35,11 @@ def build_helpers(arch: ArchProfile, scripts: Path = GUEST_SCRIPTS) -> dict[str,
                 f"{COMPILER_PACKAGE.get(arch.name, arch.cc)} (make setup does it)"
             )
         for src in srcs:
-            proc.run([cc, *CFLAGS, "-o", str(tmp / src.stem), str(src)], timeout=300,
-                     what=f"compiling {src.name} for {arch.name}")
+            proc.run(
+                [cc, *CFLAGS, "-o", str(tmp / src.stem), str(src)],
+                timeout=300,
+                what=f"compiling {src.name} for {arch.name}",
+            )
 
     entry = build_once("helpers", key[:32], build)
     return {s.stem: entry / s.stem for s in srcs}

@@ -5,8 +5,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.arch import ArchProfile, get_arch
-from harness.kernel.kconfig import Requirement, missing, parse_config
 from harness.errors import UserError
+from harness.kernel.kconfig import Requirement, missing, parse_config
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,9 @@ class Kernel:
         data["arch"] = self.arch.name
         for key, value in data.items():
             if isinstance(value, Path):
-                data[key] = str(value.relative_to(base) if base and value.is_relative_to(base) else value)
+                data[key] = str(
+                    value.relative_to(base) if base and value.is_relative_to(base) else value
+                )
         return data
 
     @classmethod

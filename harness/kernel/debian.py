@@ -68,4 +68,3 @@ def debian_kernel(arch: ArchProfile, package: str | None = None) -> Kernel:
         kernel.save(tmp / MANIFEST)
 
     return Kernel.load(build_once("kernels", key, build) / MANIFEST)
-

@@ -25,7 +25,9 @@ def local_kernel(path: Path, arch: ArchProfile, modules: Path | None = None) -> 
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise UserError(f"kernel {path} is not readable ({exc.strerror}): fix its permissions") from None
+        raise UserError(
+            f"kernel {path} is not readable ({exc.strerror}): fix its permissions"
+        ) from None
     info = identify(data)
     if info is not None and info.kind == "gzip":
         inner = decompress(data)
@@ -41,7 +43,9 @@ def local_kernel(path: Path, arch: ArchProfile, modules: Path | None = None) -> 
             f"or a kernel built for {arch.name}"
         )
     if arch.name == "arm64" and info.kind == "vmlinux":
-        raise UserError(f"{path} is an arm64 vmlinux ELF, which QEMU cannot boot: pass arch/arm64/boot/Image")
+        raise UserError(
+            f"{path} is an arm64 vmlinux ELF, which QEMU cannot boot: pass arch/arm64/boot/Image"
+        )
     release = info.release or "unknown"
     modules_root = _modules_root(modules, release) if modules else None
     identity = f"local-{digest(data)[:16]}"  # full content: bisect must never reuse a stale PVH

@@ -6,7 +6,9 @@ from harness.arch import ArchProfile
 from harness.kernel import Kernel
 
 
-def resolve_kernel(arch: ArchProfile, spec: str | None = None, modules: str | None = None) -> Kernel:
+def resolve_kernel(
+    arch: ArchProfile, spec: str | None = None, modules: str | None = None
+) -> Kernel:
     """None → Debian's default kernel; 'debian:linux-image-...' → that package; else a path."""
     if spec is None or spec in ("", "debian"):
         from harness.kernel.debian import debian_kernel

@@ -51,47 +51,76 @@ def build_argv(spec: MachineSpec, binary: str | None = None) -> list[str]:
     machine = ",".join((arch.machine, *spec.machine_options))
     argv = [
         binary or arch.qemu_binary,
-        "-machine", machine,
-        "-accel", spec.accel,
-        "-smp", str(spec.smp),
-        "-m", mem_arg(spec),
-        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-machine",
+        machine,
+        "-accel",
+        spec.accel,
+        "-smp",
+        str(spec.smp),
+        "-m",
+        mem_arg(spec),
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
     ]
     cpu = "host" if spec.accel == "kvm" else arch.cpu
     if cpu:
         argv += ["-cpu", cpu]
     if spec.firmware:
         argv += ["-bios", str(spec.firmware)]
-    argv += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd),
-             "-append", " ".join(spec.cmdline)]
+    argv += [
+        "-kernel",
+        str(spec.kernel),
+        "-initrd",
+        str(spec.initrd),
+        "-append",
+        " ".join(spec.cmdline),
+    ]
     if spec.dtb:
         argv += ["-dtb", str(spec.dtb)]
     argv += [
-        "-chardev", f"file,id=console,path={spec.console_log}",
-        "-serial", "chardev:console",
-        "-chardev", f"socket,id=qmp,path={spec.qmp_socket}",
-        "-mon", "chardev=qmp,mode=control",
+        "-chardev",
+        f"file,id=console,path={spec.console_log}",
+        "-serial",
+        "chardev:console",
+        "-chardev",
+        f"socket,id=qmp,path={spec.qmp_socket}",
+        "-mon",
+        "chardev=qmp,mode=control",
     ]
     if spec.ports:
         argv += ["-device", "virtio-serial-pci,id=mhserial"]
         for i, port in enumerate(spec.ports):
             argv += [
-                "-chardev", f"socket,id=mhport{i},path={port.socket}",
-                "-device", f"virtserialport,bus=mhserial.0,chardev=mhport{i},name={port.name}",
+                "-chardev",
+                f"socket,id=mhport{i},path={port.socket}",
+                "-device",
+                f"virtserialport,bus=mhserial.0,chardev=mhport{i},name={port.name}",
             ]
     argv += list(spec.extra)
     return argv
 
 
-def kernel_cmdline(arch: ArchProfile, ports: tuple[ChannelPort, ...], boot_modules: tuple[str, ...],
-                   extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+def kernel_cmdline(
+    arch: ArchProfile,
+    ports: tuple[ChannelPort, ...],
+    boot_modules: tuple[str, ...],
+    extra: tuple[str, ...] = (),
+) -> tuple[str, ...]:
     """The guest command line: serial console, fail-fast panics, channel ports, modules.
 
     loglevel=5 keeps WARNING-level splats on the console (``quiet`` would hide them);
     panic=-1 with -no-reboot makes a panic end QEMU at once instead of hanging the run.
     """
-    parts = [f"console={arch.console_tty}", "loglevel=5", "panic=-1", "printk.time=1",
-             f"mh.ports={','.join(p.name for p in ports)}"]
+    parts = [
+        f"console={arch.console_tty}",
+        "loglevel=5",
+        "panic=-1",
+        "printk.time=1",
+        f"mh.ports={','.join(p.name for p in ports)}",
+    ]
     if boot_modules:
         parts.append(f"mh.modules={','.join(boot_modules)}")
     return (*parts, *extra)

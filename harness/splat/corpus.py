@@ -8,8 +8,18 @@ and by bench/splat_corpus.py.
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HEADER_KEYS = ("TITLE", "ALT", "TYPE", "FRAME", "CORRUPTED", "SUPPRESSED", "START", "END",
-               "EXECUTOR", "PANICKED")
+HEADER_KEYS = (
+    "TITLE",
+    "ALT",
+    "TYPE",
+    "FRAME",
+    "CORRUPTED",
+    "SUPPRESSED",
+    "START",
+    "END",
+    "EXECUTOR",
+    "PANICKED",
+)
 
 
 @dataclass
@@ -35,9 +45,9 @@ def parse_case(name: str, data: str) -> Case:
     except ValueError:
         blank = -1
     header = lines[:blank] if blank >= 0 else []
-    if any(not (h.startswith("#") or h.split(":")[0] in HEADER_KEYS) for h in header):
+    if not header or any(not (h.startswith("#") or h.split(":")[0] in HEADER_KEYS) for h in header):
         header, blank = [], -1  # no header block: the whole file is the log
-    log = "\n".join(lines[blank + 1:])
+    log = "\n".join(lines[blank + 1 :])
     marker = log.find("\nREPORT:\n")
     if marker >= 0:
         log = log[:marker]
@@ -61,8 +71,9 @@ def parse_case(name: str, data: str) -> Case:
 
 
 def load(directory: Path) -> list[Case]:
+    """Every case of a corpus directory: files named by number, or *.log files."""
     cases = []
     for path in sorted(directory.iterdir(), key=lambda p: (len(p.name), p.name)):
-        if path.name.isdigit():
+        if path.name.isdigit() or path.suffix == ".log":
             cases.append(parse_case(path.name, path.read_bytes().decode("utf-8", "replace")))
     return cases

@@ -18,7 +18,9 @@ _UNRELIABLE = re.compile(r"^\s*(?:\[<?[0-9a-fA-F]+>?\]\s*)?\?\s")
 _CRASH_SITE = re.compile(
     r"^\s*(?:RIP: [0-9a-fA-F]{4}:|RIP:|IP:|EIP:|pc\s*:|PC is at|NIP\s*\[|epc\s*:|PC:)"
 )
-_REGISTER_LINE = re.compile(r"^\s*(?:R[A-Z0-9]{2}: |[a-z]?[0-9]{1,2}\s*: [0-9a-f]{16}|lr\s*:|sp\s*:)")
+_REGISTER_LINE = re.compile(
+    r"^\s*(?:R[A-Z0-9]{2}: |[a-z]?[0-9]{1,2}\s*: [0-9a-f]{16}|lr\s*:|sp\s*:)"
+)
 
 
 _ARCH_SYSCALL = re.compile(r"^__(?:x64|ia32|arm64|se|x32)_(?:compat_)?sys_")
@@ -31,7 +33,7 @@ def clean(func: str) -> str:
     func = func.removesuffix("_noprof")  # 6.10+ allocation wrappers: same function, new name
     for prefix in ("SyS_", "compat_SyS_", "__do_sys_", "__do_compat_sys_"):
         if func.startswith(prefix):
-            return func[len(prefix):]
+            return func[len(prefix) :]
     return _ARCH_SYSCALL.sub("sys_", func)
 
 

@@ -6,6 +6,7 @@ carriage returns from the serial console.  Rules match the text without any of t
 context keeps interleaved reports from different tasks apart.
 """
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -38,9 +39,9 @@ def split(text: str, start_index: int = 0) -> list[Line]:
         cuts = [m.start() for m in _LATE_STAMP.finditer(raw) if m.start() > 0]
         if not _LATE_STAMP.match(raw) and cuts:
             # "syzkaller login: [   35.18] BUG: ..." - console output glued to a kernel line
-            raw, cuts = raw[cuts[0]:], [c - cuts[0] for c in cuts[1:]]
+            raw, cuts = raw[cuts[0] :], [c - cuts[0] for c in cuts[1:]]
         bounds = [0, *cuts, len(raw)]
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             out.append(_line(start_index + i, raw[a:b]))
     return out
 
@@ -48,7 +49,7 @@ def split(text: str, start_index: int = 0) -> list[Line]:
 def _line(index: int, raw: str) -> Line:
     m = _PREFIX.match(raw)
     assert m is not None
-    rest = raw[m.end():]
+    rest = raw[m.end() :]
     ctx = m.group("ctx") or m.group("ctx2")
     if m.group("ts") is not None and rest.startswith(" "):
         rest = rest[1:]

@@ -5,6 +5,7 @@ or a line limit), keeps the lines of the reporting context only, pulls in the du
 printed just before a BUG/WARNING, and builds the title from the first matching rule case.
 """
 
+import itertools
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -13,7 +14,7 @@ from pathlib import Path
 from re import Match, Pattern
 
 from harness.splat import frames as fr
-from harness.splat.lines import Line, split
+from harness.splat.lines import Line
 from harness.splat.model import Splat
 
 RULES_FILE = Path(__file__).with_name("rules.toml")
@@ -81,30 +82,42 @@ def load_rules(path: Path = RULES_FILE) -> Rules:
     data = tomllib.loads(path.read_text())
     reports = []
     for r in data["report"]:
-        reports.append(Rule(
-            name=r["name"],
-            kind=r["kind"],
-            start=re.compile(r["start"]),
-            title=r["title"],
-            cases=tuple(Case(re.compile(c["when"], re.M) if "when" in c else None,
-                             re.compile(c["before"]) if "before" in c else None,
-                             c["title"], c.get("kind")) for c in r.get("cases", [])),
-            skip=tuple(re.compile(p) for p in r.get("skip", [])),
-            frame_sources=tuple(r.get("frame", "stack").split(",")),
-            requires_before=re.compile(r["requires_before"]) if "requires_before" in r else None,
-            fatal=r.get("fatal", False),
-            panic=r.get("panic", False),
-            func_skip=r.get("func_skip", False),
-            func_needs_stack=r.get("func_needs_stack", False),
-            continues=r.get("continues", False),
-            prefer=re.compile(r["prefer"]) if "prefer" in r else None,
-            headed_trace=r.get("headed_trace", True),
-            anchors=_alternation(data.get("anchors", {}).get(r["anchors"])) if "anchors" in r else None,
-            frames_after=re.compile(r["frames_after"]) if "frames_after" in r else None,
-            stamped=r.get("stamped", False),
-            not_first=r.get("not_first", False),
-            suppress=tuple(re.compile(p) for p in r.get("suppress", [])),
-        ))
+        reports.append(
+            Rule(
+                name=r["name"],
+                kind=r["kind"],
+                start=re.compile(r["start"]),
+                title=r["title"],
+                cases=tuple(
+                    Case(
+                        re.compile(c["when"], re.M) if "when" in c else None,
+                        re.compile(c["before"]) if "before" in c else None,
+                        c["title"],
+                        c.get("kind"),
+                    )
+                    for c in r.get("cases", [])
+                ),
+                skip=tuple(re.compile(p) for p in r.get("skip", [])),
+                frame_sources=tuple(r.get("frame", "stack").split(",")),
+                requires_before=re.compile(r["requires_before"])
+                if "requires_before" in r
+                else None,
+                fatal=r.get("fatal", False),
+                panic=r.get("panic", False),
+                func_skip=r.get("func_skip", False),
+                func_needs_stack=r.get("func_needs_stack", False),
+                continues=r.get("continues", False),
+                prefer=re.compile(r["prefer"]) if "prefer" in r else None,
+                headed_trace=r.get("headed_trace", True),
+                anchors=_alternation(data.get("anchors", {}).get(r["anchors"]))
+                if "anchors" in r
+                else None,
+                frames_after=re.compile(r["frames_after"]) if "frames_after" in r else None,
+                stamped=r.get("stamped", False),
+                not_first=r.get("not_first", False),
+                suppress=tuple(re.compile(p) for p in r.get("suppress", [])),
+            )
+        )
     # One cheap pre-check for every line: anchored starts with match(), the rest with search().
     unnamed = [re.sub(r"\(\?P<\w+>", "(?:", r.start.pattern) for r in reports]
     anchored = [p[1:] for p in unnamed if p.startswith("^")]
@@ -112,9 +125,14 @@ def load_rules(path: Path = RULES_FILE) -> Rules:
     any_start = re.compile("|".join(f"(?:{p})" for p in anchored))
     any_floating = re.compile("|".join(f"(?:{p})" for p in floating)) if floating else None
     canonical = tuple((re.compile(k), v) for k, v in data.get("canonical", {}).items())
-    return Rules(tuple(reports), tuple(re.compile(p) for p in data.get("skip", [])),
-                 tuple(re.compile(p) for p in data.get("library", [])), any_start,
-                 any_floating, canonical)
+    return Rules(
+        tuple(reports),
+        tuple(re.compile(p) for p in data.get("skip", [])),
+        tuple(re.compile(p) for p in data.get("library", [])),
+        any_start,
+        any_floating,
+        canonical,
+    )
 
 
 def _alternation(patterns: list[str] | None) -> Pattern[str] | None:
@@ -163,8 +181,9 @@ class Parser:
             return _Start(rule, m, before)
         return None
 
-    def _find_before(self, lines: list[Line], i: int, pattern: Pattern[str],
-                     lookback: int = LOOKBACK_LINES) -> Match[str] | None:
+    def _find_before(
+        self, lines: list[Line], i: int, pattern: Pattern[str], lookback: int = LOOKBACK_LINES
+    ) -> Match[str] | None:
         ctx = lines[i].ctx
         for j in range(i - 1, max(-1, i - lookback), -1):
             if ctx and lines[j].ctx and lines[j].ctx != ctx:
@@ -207,8 +226,9 @@ class Parser:
                 first = j
         return first
 
-    def build(self, lines: list[Line], start: int, end: int, found: _Start,
-              complete: bool) -> Splat:
+    def build(
+        self, lines: list[Line], start: int, end: int, found: _Start, complete: bool
+    ) -> Splat:
         ctx = lines[start].ctx
         first = self.report_start_line(lines, start)
         body = [ln for ln in lines[start:end] if not (ctx and ln.ctx and ln.ctx != ctx)]
@@ -222,8 +242,11 @@ class Parser:
         title_fmt, kind = rule.title, rule.kind
         for case in rule.cases:
             m = case.when.search(report_text) if case.when is not None else None
-            b = (self._find_before(lines, start, case.before, BEFORE_CASE_LINES)
-                 if case.before is not None else None)
+            b = (
+                self._find_before(lines, start, case.before, BEFORE_CASE_LINES)
+                if case.before is not None
+                else None
+            )
             if (case.when is None or m) and (case.before is None or b):
                 for hit in (m, b):
                     if hit:
@@ -249,8 +272,12 @@ class Parser:
                 func = frame
             fields["func"] = func
         frame = self._canonical(frame)
-        values = {**fields, "frame": frame, "site": frame,
-                  "lockfunc": self._canonical(_lock_func(body, skips)) or frame}
+        values = {
+            **fields,
+            "frame": frame,
+            "site": frame,
+            "lockfunc": self._canonical(_lock_func(body, skips)) or frame,
+        }
         corrupted = False
         if not all_frames and not site:
             # A report with no stack at all is truncated or garbled.
@@ -273,7 +300,8 @@ class Parser:
 
         title = sanitise(_PLACEHOLDER.sub(fill, title_fmt))
         fatal = rule.fatal or any(
-            ln.text.strip().startswith("Kernel panic - not syncing") for ln in body)
+            ln.text.strip().startswith("Kernel panic - not syncing") for ln in body
+        )
         return Splat(
             title=title,
             kind=kind,
@@ -340,8 +368,8 @@ def _anchored(frames: list[str], anchors: Pattern[str], after: Pattern[str] | No
     if after is not None:
         cut = next((i for i, f in enumerate(frames) if after.search(f)), None)
         if cut is not None:
-            frames = frames[cut + 1:]
-    for inner, outer in zip(frames, frames[1:], strict=False):
+            frames = frames[cut + 1 :]
+    for inner, outer in itertools.pairwise(frames):
         if anchors.search(outer) and not anchors.search(inner) and not _SCHEDULER.match(inner):
             return inner
     return None
@@ -369,4 +397,3 @@ def dedupe(splats: list[Splat]) -> list[Splat]:
             seen.add(s.title)
             out.append(s)
     return out
-

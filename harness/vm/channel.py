@@ -5,6 +5,7 @@ parallel sessions).  Every wait has a deadline and an abort hook, and the socket
 at once when QEMU is gone, so a dead or hung guest never blocks a run.
 """
 
+import contextlib
 import select
 import socket
 import time
@@ -172,8 +173,9 @@ class Channel:
         self._log_result(result)
         return result
 
-    def _collect(self, cid: int, out: bytearray, err: bytearray, deadline: float,
-                 abort: AbortHook) -> tuple[int, int]:
+    def _collect(
+        self, cid: int, out: bytearray, err: bytearray, deadline: float, abort: AbortHook
+    ) -> tuple[int, int]:
         while True:
             fields = self._read_line(deadline, abort).split()
             if len(fields) < 3 or not fields[1].isdigit() or int(fields[1]) != cid:
@@ -229,7 +231,5 @@ class Channel:
         return bytes(out)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass

@@ -5,17 +5,20 @@ Ctrl-C, a crashed test) ``__exit__`` stops QEMU, reaps it, and writes the artifa
 and ``facts()`` says what happened so ``harness.outcome.decide`` can name one outcome.
 """
 
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from harness import proc
+from harness.arch import ArchProfile
 from harness.errors import InfraError
 from harness.image.builder import GuestImage
 from harness.kernel import Kernel
@@ -66,8 +69,9 @@ class VMState:
 
 
 class VM:
-    def __init__(self, kernel: Kernel, image: GuestImage, artifacts: Path,
-                 options: VMOptions | None = None) -> None:
+    def __init__(
+        self, kernel: Kernel, image: GuestImage, artifacts: Path, options: VMOptions | None = None
+    ) -> None:
         self.kernel = kernel
         self.arch = kernel.arch
         self.image = image
@@ -80,6 +84,7 @@ class VM:
         self._listeners: list[Listener] = []
         self._channels: list[Channel] = []
         self._qmp: QMP | None = None
+        self._qmp_sock: socket.socket | None = None
         self._console: ConsoleWatcher | None = None
         self._files: list[TextIO] = []
         self._fatal_seen_at: float | None = None
@@ -94,16 +99,19 @@ class VM:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if isinstance(exc, InfraError) and not self.state.infra:
             self.state.infra = str(exc)
         self.stop()
 
     def start(self) -> None:
         """Boots the guest; returns when its agent is ready (or the VM is known dead/hung)."""
-        binary = proc.require_tool(self.arch.qemu_binary,
-                                   QEMU_PACKAGE.get(self.arch.qemu_binary, "qemu-system"))
+        binary = require_qemu(self.arch)
         self.artifacts.mkdir(parents=True, exist_ok=True)
         plan = accelmod.plan(self.options.accel, self.arch)
         self.state.accel_note = plan.note
@@ -127,8 +135,10 @@ class VM:
     def _boot(self, binary: str, accel: str, boot_timeout: float) -> None:
         self.state.accel = accel
         self._sockdir = Path(tempfile.mkdtemp(prefix="mh-"))  # short: sun_path is 108 bytes
-        ports = tuple(ChannelPort(f"mh.{i}", self._sockdir / f"port{i}.sock")
-                      for i in range(self.options.ports))
+        ports = tuple(
+            ChannelPort(f"mh.{i}", self._sockdir / f"port{i}.sock")
+            for i in range(self.options.ports)
+        )
         extra_cmdline = list(self.options.cmdline)
         if self.options.panic_on_oops:
             extra_cmdline.insert(0, "oops=panic")
@@ -151,7 +161,9 @@ class VM:
             extra=self.options.extra_args,
         )
         if self.options.uefi and spec.firmware is None:
-            raise InfraError(f"UEFI firmware for {self.arch.name} not found: install qemu-efi-aarch64")
+            raise InfraError(
+                f"UEFI firmware for {self.arch.name} not found: install qemu-efi-aarch64"
+            )
         self.argv = build_argv(spec, binary)
         (self.artifacts / "qemu.argv").write_text(shell_quote(self.argv) + "\n")
         qmp_listener = Listener(spec.qmp_socket)
@@ -163,7 +175,8 @@ class VM:
         start = time.monotonic()
         self._proc = proc.spawn(self.argv, stderr=stderr.fileno())
         try:
-            self._qmp = QMP(qmp_listener.accept(CONNECT_TIMEOUT, self.alive), self._open("qmp.log", "a"))
+            # The QMP handshake is deferred to first use: it costs CPU the booting guest needs.
+            self._qmp_sock = qmp_listener.accept(CONNECT_TIMEOUT, self.alive)
             transcript = self._open("transcript.log", "a")
             for port, listener in zip(ports, port_listeners, strict=True):
                 sock = listener.accept(CONNECT_TIMEOUT, self.alive)
@@ -172,8 +185,10 @@ class VM:
             for channel in self._channels[1:]:
                 channel.wait_ready(boot_timeout, self._boot_abort)
         except TimeoutError:
-            self.state.hang = (f"guest did not finish booting within {boot_timeout:.0f} s "
-                               f"({self.arch.name}, {accel})")
+            self.state.hang = (
+                f"guest did not finish booting within {boot_timeout:.0f} s "
+                f"({self.arch.name}, {accel})"
+            )
             return
         except ChannelClosed as exc:
             self._note_exit(str(exc))
@@ -181,10 +196,22 @@ class VM:
         except _BootAbort as exc:
             self.state.hang = str(exc)
             return
+        except InfraError as exc:
+            # QMP or a port failed: usually because QEMU died under us (bad -cpu, crash).
+            try:
+                assert self._proc is not None
+                self._proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                pass
+            if not self.alive():
+                self._note_exit(str(exc))
+            else:
+                self.state.infra = str(exc)
+            return
         self.state.boot_seconds = time.monotonic() - start
 
     def _open(self, name: str, mode: str) -> TextIO:
-        f = (self.artifacts / name).open(mode)
+        f = cast(TextIO, (self.artifacts / name).open(mode))
         self._files.append(f)
         return f
 
@@ -220,32 +247,43 @@ class VM:
                 return
         if self._console is not None:
             self._console.flush()
+        self.stream.finish()  # QEMU is gone: the log is complete, so is its last report
         if self.stream.panicked or self.state.stopping:
             return
-        self.state.infra = explain_exit(self.state.qemu_exit,
-                                        (self.artifacts / "qemu.stderr").read_text(errors="replace"),
-                                        why)
+        self.state.infra = explain_exit(
+            self.state.qemu_exit, (self.artifacts / "qemu.stderr").read_text(errors="replace"), why
+        )
 
     # -- use ---------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return (self.state.boot_seconds is not None and self.alive()
-                and not self.state.hang and not self.stream.panicked)
+        return (
+            self.state.boot_seconds is not None
+            and self.alive()
+            and not self.state.hang
+            and not self.stream.panicked
+        )
 
     @property
     def qmp(self) -> QMP:
+        """The QMP facade, connected on first use."""
         if self._qmp is None:
-            raise InfraError("QMP is not connected")
+            if self._qmp_sock is None or not self.alive():
+                raise InfraError("QMP is not available: QEMU is not running")
+            self._qmp = QMP(self._qmp_sock, self._open("qmp.log", "a"))
         return self._qmp
 
     def channel(self, index: int = 0) -> Channel:
         return self._channels[index]
 
-    def run(self, script: str, timeout: float | None = None, check: bool = True,
-            port: int = 0) -> CommandResult:
+    def run(
+        self, script: str, timeout: float | None = None, check: bool = True, port: int = 0
+    ) -> CommandResult:
         """Runs a guest command; a non-zero exit is recorded as a failure when ``check``."""
         if not self.ready:
-            result = CommandResult(script, None, 0, b"", b"", 0.0, stopped_by="the VM is not running")
+            result = CommandResult(
+                script, None, 0, b"", b"", 0.0, stopped_by="the VM is not running"
+            )
             self.state.commands.append(result)
             return result
         limit = timeout if timeout is not None else self.options.command_timeout
@@ -262,6 +300,9 @@ class VM:
         return result
 
     def splats(self) -> list[Splat]:
+        """Splats so far; reads the console up to now first."""
+        if self._console is not None:
+            self._console.flush()
         return list(self.stream.splats)
 
     def facts(self) -> Facts:
@@ -277,22 +318,18 @@ class VM:
 
     # -- shutdown ----------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stops QEMU (QMP quit, then SIGKILL), reaps it and closes everything. Idempotent."""
+        """Stops QEMU (QMP quit or SIGTERM, then SIGKILL), reaps it, closes all. Idempotent."""
         exited_by_itself = self._proc is not None and self._proc.poll() is not None
         if exited_by_itself and not self.state.stopping and self.state.qemu_exit is None:
             self._note_exit("QEMU exited")
         self.state.stopping = True
         if self._proc is not None:
             if self._proc.poll() is None and self._qmp is not None:
-                try:
+                with contextlib.suppress(Exception):
                     self._qmp.command("quit", timeout=3.0)
-                except Exception:  # noqa: BLE001 - a wedged QEMU is killed below
-                    pass
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self._proc.wait(3.0)
-                except subprocess.TimeoutExpired:
-                    pass
-            code = proc.kill(self._proc)
+            code = proc.kill(self._proc, grace=3.0)
             if self.state.qemu_exit is None:
                 self.state.qemu_exit = code
         self._close_io()
@@ -301,6 +338,9 @@ class VM:
         if self._qmp is not None:
             self._qmp.close()
             self._qmp = None
+        if self._qmp_sock is not None:
+            self._qmp_sock.close()
+            self._qmp_sock = None
         for channel in self._channels:
             channel.close()
         self._channels = []
@@ -337,8 +377,11 @@ class VM:
         """Facts about the machine for result.json."""
         return {
             "arch": self.arch.name,
-            "kernel": {"release": self.kernel.release, "origin": self.kernel.origin,
-                       "boot": self.kernel.boot_kind},
+            "kernel": {
+                "release": self.kernel.release,
+                "origin": self.kernel.origin,
+                "boot": self.kernel.boot_kind,
+            },
             "accel": self.state.accel,
             "accel_note": self.state.accel_note,
             "boot_seconds": self.state.boot_seconds,
@@ -348,7 +391,13 @@ class VM:
 
     def write_splats(self) -> None:
         (self.artifacts / "splats.json").write_text(
-            json.dumps([s.to_json() for s in self.stream.splats], indent=2) + "\n")
+            json.dumps([s.to_json() for s in self.stream.splats], indent=2) + "\n"
+        )
+
+
+def require_qemu(arch: ArchProfile) -> str:
+    """Path of the arch's QEMU, or a one-line error naming the package that provides it."""
+    return proc.require_tool(arch.qemu_binary, QEMU_PACKAGE.get(arch.qemu_binary, "qemu-system"))
 
 
 def explain_exit(code: int | None, stderr: str, why: str) -> str:

@@ -6,6 +6,7 @@ not only while a command is in flight.
 """
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -72,7 +73,7 @@ class QMP:
         try:
             result = self._call(self._client.execute(name, arguments or None), timeout)
         except ExecuteError as exc:
-            desc = exc.error_message
+            desc = exc.error.error.desc
             self._log("<-", {"error": desc})
             raise QMPError(f"{name}: {desc}") from None
         except TimeoutError:
@@ -80,8 +81,9 @@ class QMP:
         self._log("<-", {"return": result})
         return result
 
-    def wait_event(self, name: str, match: Mapping[str, Any] | None = None,
-                   timeout: float = 30.0) -> dict[str, Any]:
+    def wait_event(
+        self, name: str, match: Mapping[str, Any] | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
         """Consumes and returns the first (past or future) event ``name`` whose data matches."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -91,7 +93,9 @@ class QMP:
                         return self._events.pop(i)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"no QMP event {name} {dict(match or {})} within {timeout:.0f} s")
+                    raise TimeoutError(
+                        f"no QMP event {name} {dict(match or {})} within {timeout:.0f} s"
+                    )
                 self._cond.wait(remaining)
 
     def events(self) -> list[dict[str, Any]]:
@@ -102,10 +106,8 @@ class QMP:
     def close(self) -> None:
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._pump.cancel)
-            try:
+            with contextlib.suppress(Exception):
                 self._call(self._client.disconnect(), 5.0)
-            except Exception:  # noqa: BLE001 - QEMU may already be gone; nothing to report
-                pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5.0)
         if not self._loop.is_running():

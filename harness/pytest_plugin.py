@@ -1,0 +1,167 @@
+"""pytest plugin: booted guests as fixtures, kernel splats as test failures.
+
+Options: ``--arch x86_64,arm64`` (tests using the ``arch`` fixture run once per arch),
+``--kernel [ARCH=]PATH`` (repeatable; default Debian's kernel), ``--artifacts DIR``,
+``--accel tcg|kvm|auto``.
+
+Fixtures: ``arch``, ``kernel``, ``guest_image``, ``vm`` (a booted guest), ``vm_factory``
+(boot guests with custom options).  A splat printed while a test runs fails the test with the
+splat's title and first line, unless the test is marked ``allow_splats`` (it then asserts on
+``vm.splats()`` itself).  Tests marked ``x86_64`` or ``arm64`` run on that arch only.
+"""
+
+import os
+import re
+import time
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.arch import ArchProfile, parse_arches
+from harness.errors import MemharnessError
+from harness.image.builder import GuestImage, build_guest_image
+from harness.kernel import Kernel
+from harness.kernel.resolve import resolve_kernel
+from harness.vm.machine import VM, VMOptions
+
+VMS_KEY = pytest.StashKey[list[VM]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("memharness")
+    group.addoption(
+        "--arch",
+        default=os.environ.get("MEMHARNESS_ARCH", "x86_64,arm64"),
+        help="guest arches to test, comma separated (default: %(default)s)",
+    )
+    group.addoption(
+        "--kernel",
+        action="append",
+        default=[],
+        metavar="[ARCH=]PATH",
+        help="kernel to boot (repeatable, per arch); default: Debian's package",
+    )
+    group.addoption(
+        "--artifacts",
+        default=os.environ.get("MEMHARNESS_ARTIFACTS", "memharness-artifacts"),
+        help="where each test's run directories go (default: %(default)s)",
+    )
+    group.addoption(
+        "--accel", default=os.environ.get("MEMHARNESS_ACCEL", "tcg"), choices=("tcg", "kvm", "auto")
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in (
+        "allow_splats: splats do not fail this test; it checks vm.splats() itself",
+        "x86_64: runs on the x86_64 guest only",
+        "arm64: runs on the arm64 guest only",
+    ):
+        config.addinivalue_line("markers", marker)
+
+
+def selected_arches(config: pytest.Config) -> list[ArchProfile]:
+    return parse_arches(str(config.getoption("--arch")))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "arch" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "arch" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return  # the test chooses its own arches
+    arches = selected_arches(metafunc.config)
+    only = {m.name for m in metafunc.definition.iter_markers() if m.name in ("x86_64", "arm64")}
+    if only:
+        arches = [a for a in arches if a.name in only]
+    metafunc.parametrize("arch", arches, ids=[a.name for a in arches], scope="session")
+
+
+def kernel_spec(config: pytest.Config, arch: ArchProfile) -> str | None:
+    """The --kernel value for ``arch``: 'ARCH=PATH' entries first, then a bare PATH."""
+    bare = None
+    for value in config.getoption("--kernel"):
+        name, sep, spec = str(value).partition("=")
+        if sep and name in ("x86_64", "arm64", "amd64", "aarch64"):
+            if parse_arches(name)[0].name == arch.name:
+                return spec
+        elif not sep:
+            bare = str(value)
+    return bare
+
+
+@pytest.fixture(scope="session")
+def kernel(request: pytest.FixtureRequest, arch: ArchProfile) -> Kernel:
+    try:
+        return resolve_kernel(arch, kernel_spec(request.config, arch))
+    except MemharnessError as exc:
+        pytest.fail(f"memharness: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def guest_image(kernel: Kernel) -> GuestImage:
+    try:
+        return build_guest_image(kernel)
+    except MemharnessError as exc:
+        pytest.fail(f"memharness: {exc}", pytrace=False)
+
+
+def _test_dir(request: pytest.FixtureRequest, arch: ArchProfile) -> Path:
+    root = Path(str(request.config.getoption("--artifacts")))
+    name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    return root / "pytest" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@pytest.fixture
+def vm_factory(
+    request: pytest.FixtureRequest, arch: ArchProfile, kernel: Kernel, guest_image: GuestImage
+) -> Iterator[Callable[..., VM]]:
+    """boot(**VMOptions fields) → a started VM, stopped and reaped after the test."""
+    started: list[VM] = []
+    request.node.stash[VMS_KEY] = started
+    base = _test_dir(request, arch)
+
+    def boot(**options: Any) -> VM:
+        options.setdefault("accel", str(request.config.getoption("--accel")))
+        vm = VM(kernel, guest_image, base / f"vm{len(started)}", VMOptions(**options))
+        started.append(vm)
+        vm.start()
+        return vm
+
+    try:
+        yield boot
+    finally:
+        for vm in started:
+            vm.stop()
+            vm.write_splats()
+
+
+@pytest.fixture
+def vm(vm_factory: Callable[..., VM]) -> VM:
+    """A booted guest of the ``arch`` under test with the selected kernel."""
+    machine = vm_factory()
+    if not machine.ready:
+        pytest.fail(f"guest did not boot: {machine.facts()}", pytrace=False)
+    return machine
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or item.get_closest_marker("allow_splats"):
+        return
+    for vm in item.stash.get(VMS_KEY, []):
+        splats = vm.splats()
+        if splats and not report.failed:
+            first = splats[0]
+            report.outcome = "failed"
+            report.longrepr = (
+                f"kernel splat: {first.title}\n{first.first_line}\nartifacts: {vm.artifacts}"
+            )
+            return

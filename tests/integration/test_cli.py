@@ -1,0 +1,139 @@
+"""The `memharness boot` contract that scripts depend on, through the real CLI process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.arch import ArchProfile
+from harness.kernel import Kernel
+
+
+def memharness(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_boot_prints_stdout_and_exits_with_status(arch: ArchProfile, tmp_path: Path) -> None:
+    done = memharness(
+        "boot",
+        "--arch",
+        arch.name,
+        "--artifacts",
+        str(tmp_path),
+        "--",
+        "echo hello; echo oops >&2; exit 3",
+    )
+    assert done.returncode == 3
+    assert done.stdout == "hello\n"
+    assert "oops" in done.stderr
+    assert "command-failed" in done.stderr
+
+
+def test_boot_json(arch: ArchProfile, tmp_path: Path) -> None:
+    done = memharness(
+        "boot", "--arch", arch.name, "--json", "--artifacts", str(tmp_path), "--", "uname", "-m"
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert {"outcome", "exit_code", "stdout", "artifacts", "boot_seconds"} <= set(data)
+    assert data["outcome"] == "pass" and data["exit_code"] == 0
+    assert data["stdout"].strip() == arch.uname_machine
+    artifacts = Path(data["artifacts"])
+    for name in (
+        "qemu.argv",
+        "console.log",
+        "qmp.log",
+        "transcript.log",
+        "result.json",
+        "splats.json",
+        "reproduce.sh",
+    ):
+        assert (artifacts / name).is_file(), name
+    assert "memharness boot" in (artifacts / "reproduce.sh").read_text()
+
+
+def test_boot_panic_exits_1_with_splat(arch: ArchProfile, tmp_path: Path) -> None:
+    done = memharness(
+        "boot",
+        "--arch",
+        arch.name,
+        "--json",
+        "--artifacts",
+        str(tmp_path),
+        "--",
+        "echo c > /proc/sysrq-trigger",
+    )
+    assert done.returncode == 1
+    data = json.loads(done.stdout)
+    assert data["outcome"] == "kernel-splat"
+    assert data["splats"][0].startswith("kernel panic: sysrq triggered crash")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--kernel", "/nonexistent/bzImage"], "does not exist"),
+        (["--kernel", "/etc/hostname"], "is not a kernel image"),
+        (["--arch", "sparc"], "unknown arch"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args: list[str], needle: str, tmp_path: Path) -> None:
+    done = memharness("boot", *args, "--artifacts", str(tmp_path), "--", "true", timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], done.stderr
+    assert not list(tmp_path.iterdir()), "nothing may start before input is validated"
+
+
+def test_kernel_for_the_other_arch_is_refused(
+    kernel: Kernel, arch: ArchProfile, tmp_path: Path
+) -> None:
+    other = "arm64" if arch.name == "x86_64" else "x86_64"
+    image = (
+        kernel.modules_root / "boot" / f"vmlinuz-{kernel.release}"
+        if kernel.modules_root
+        else kernel.boot_image
+    )
+    done = memharness(
+        "boot",
+        "--arch",
+        other,
+        "--kernel",
+        str(image),
+        "--artifacts",
+        str(tmp_path),
+        "--",
+        "true",
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"not {other}" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_missing_qemu_is_one_line_exit_2(arch: ArchProfile, tmp_path: Path) -> None:
+    env = dict(os.environ, PATH=str(tmp_path))  # nothing on PATH, QEMU included
+    done = memharness(
+        "boot",
+        "--arch",
+        arch.name,
+        "--artifacts",
+        str(tmp_path / "a"),
+        "--",
+        "true",
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert arch.qemu_binary in done.stderr and "install" in done.stderr
+    assert done.stderr.count("\n") == 1

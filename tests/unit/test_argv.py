@@ -1,0 +1,112 @@
+"""QEMU argv and kernel command line, per arch (pure)."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.arch import ARM64, X86_64, ArchProfile, get_arch, parse_arches
+from harness.errors import UserError
+from harness.qemu.argv import ChannelPort, MachineSpec, build_argv, kernel_cmdline, shell_quote
+
+PORTS = (ChannelPort("mh.0", Path("/tmp/s/p0")), ChannelPort("mh.1", Path("/tmp/s/p1")))
+
+
+def spec(arch: ArchProfile, **kw: object) -> MachineSpec:
+    base: dict[str, object] = dict(
+        arch=arch,
+        kernel=Path("/k"),
+        initrd=Path("/i"),
+        cmdline=("console=x",),
+        console_log=Path("/a/console.log"),
+        qmp_socket=Path("/tmp/s/qmp"),
+        ports=PORTS,
+        memory=2 << 30,
+    )
+    base.update(kw)
+    return MachineSpec(**base)  # type: ignore[arg-type]
+
+
+def opt(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+@pytest.mark.parametrize(
+    ("arch", "machine", "cpu", "binary"),
+    [
+        (X86_64, "q35,nvdimm=on", [], "qemu-system-x86_64"),
+        (ARM64, "virt", ["cortex-a57"], "qemu-system-aarch64"),
+    ],
+)
+def test_arch_profile_drives_argv(
+    arch: ArchProfile, machine: str, cpu: list[str], binary: str
+) -> None:
+    argv = build_argv(spec(arch))
+    assert argv[0] == binary
+    assert opt(argv, "-machine") == [machine]
+    assert opt(argv, "-cpu") == cpu
+    assert opt(argv, "-accel") == ["tcg"]
+    assert opt(argv, "-m") == ["2048M"]
+    for flag in ("-nodefaults", "-no-user-config", "-no-reboot"):
+        assert flag in argv
+
+
+def test_kvm_uses_host_cpu() -> None:
+    argv = build_argv(spec(ARM64, accel="kvm"))
+    assert opt(argv, "-cpu") == ["host"] and opt(argv, "-accel") == ["kvm"]
+
+
+def test_hotplug_memory_and_firmware_and_dtb() -> None:
+    argv = build_argv(
+        spec(
+            ARM64,
+            slots=4,
+            maxmem=8 << 30,
+            firmware=Path("/fw.fd"),
+            dtb=Path("/x.dtb"),
+            machine_options=("dumpdtb=/d",),
+        )
+    )
+    assert opt(argv, "-m") == ["2048M,slots=4,maxmem=8192M"]
+    assert opt(argv, "-bios") == ["/fw.fd"] and opt(argv, "-dtb") == ["/x.dtb"]
+    assert opt(argv, "-machine") == ["virt,dumpdtb=/d"]
+
+
+def test_console_qmp_and_ports_are_wired() -> None:
+    argv = build_argv(spec(X86_64))
+    chardevs = opt(argv, "-chardev")
+    assert "file,id=console,path=/a/console.log" in chardevs
+    assert "socket,id=qmp,path=/tmp/s/qmp" in chardevs
+    assert opt(argv, "-serial") == ["chardev:console"]
+    assert opt(argv, "-mon") == ["chardev=qmp,mode=control"]
+    devices = opt(argv, "-device")
+    assert "virtserialport,bus=mhserial.0,chardev=mhport1,name=mh.1" in devices
+    assert "socket,id=mhport1,path=/tmp/s/p1" in chardevs
+
+
+@pytest.mark.parametrize(("arch", "tty"), [(X86_64, "console=ttyS0"), (ARM64, "console=ttyAMA0")])
+def test_kernel_cmdline(arch: ArchProfile, tty: str) -> None:
+    line = kernel_cmdline(arch, PORTS, ("virtio_pci", "virtio_console"), ("oops=panic",))
+    assert line[0] == tty
+    assert "panic=-1" in line and "loglevel=5" in line and "quiet" not in line
+    assert "mh.ports=mh.0,mh.1" in line and "mh.modules=virtio_pci,virtio_console" in line
+    assert line[-1] == "oops=panic"
+
+
+def test_shell_quote_round_trips() -> None:
+    assert shell_quote(["a b", "c"]) == "'a b' c"
+
+
+@pytest.mark.parametrize(
+    ("name", "want"),
+    [("x86_64", "x86_64"), ("amd64", "x86_64"), ("arm64", "arm64"), ("aarch64", "arm64")],
+)
+def test_arch_aliases(name: str, want: str) -> None:
+    assert get_arch(name).name == want
+
+
+def test_arch_errors_and_lists() -> None:
+    with pytest.raises(UserError, match="unknown arch 'riscv'"):
+        get_arch("riscv")
+    assert [a.name for a in parse_arches("arm64,x86_64,arm64")] == ["arm64", "x86_64"]
+    with pytest.raises(UserError):
+        parse_arches(",")

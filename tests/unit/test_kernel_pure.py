@@ -1,0 +1,105 @@
+"""Kernel image recognition, PVH notes, kconfig checks (pure, on constructed real layouts)."""
+
+import lzma
+import struct
+
+import pytest
+
+from harness.kernel import kconfig
+from harness.kernel.image_format import (
+    bzimage_payload,
+    decompress,
+    has_pvh_note,
+    identify,
+)
+
+
+def bzimage(release: str, payload: bytes) -> bytes:
+    """A bzImage with the real setup-header layout (offsets from Documentation/x86/boot.rst)."""
+    setup_sects = 4
+    setup = bytearray((setup_sects + 1) * 512)
+    setup[0x1F1] = setup_sects
+    setup[0x202:0x206] = b"HdrS"
+    version_at = 0x400
+    struct.pack_into("<H", setup, 0x20E, version_at - 0x200)
+    setup[version_at : version_at + len(release) + 40] = (
+        f"{release} (builder@host) #1 SMP".encode().ljust(len(release) + 40, b"\0")
+    )
+    struct.pack_into("<II", setup, 0x248, 0x10, len(payload))
+    return bytes(setup) + b"\0" * 0x10 + payload
+
+
+def elf_with_note(name: bytes, note_type: int, machine: int = 62) -> bytes:
+    """A minimal ELF64 with one PT_NOTE segment."""
+    desc = b"\0" * 8
+    note = struct.pack("<III", len(name) + 1, len(desc), note_type) + name + b"\0"
+    note += b"\0" * (-len(note) % 4) + desc
+    ehdr = bytearray(64)
+    ehdr[:4] = b"\x7fELF"
+    ehdr[4], ehdr[5] = 2, 1
+    struct.pack_into("<H", ehdr, 18, machine)
+    struct.pack_into("<Q", ehdr, 32, 64)  # e_phoff
+    struct.pack_into("<HH", ehdr, 54, 56, 1)  # e_phentsize, e_phnum
+    phdr = struct.pack("<IIQQQQQQ", 4, 0, 64 + 56, 0, 0, len(note), len(note), 4)
+    return bytes(ehdr) + phdr + note
+
+
+def test_bzimage_identified_with_release_and_payload() -> None:
+    vmlinux = elf_with_note(b"Xen", 18)
+    image = bzimage("6.1.0-56-amd64", lzma.compress(vmlinux, format=lzma.FORMAT_XZ))
+    info = identify(image)
+    assert info is not None
+    assert (info.kind, info.arch_hint, info.release) == ("bzImage", "x86_64", "6.1.0-56-amd64")
+    assert decompress(bzimage_payload(image)) == vmlinux
+
+
+def test_pvh_note_detection() -> None:
+    assert has_pvh_note(elf_with_note(b"Xen", 18))
+    assert not has_pvh_note(elf_with_note(b"Xen", 17))
+    assert not has_pvh_note(elf_with_note(b"GNU", 18))
+
+
+def test_arm64_image_and_vmlinux_and_garbage() -> None:
+    image = bytearray(0x100)
+    image[0x38:0x3C] = b"ARM\x64"
+    image += b"Linux version 6.1.0-56-arm64 (debian-kernel@lists.debian.org)"
+    info = identify(bytes(image))
+    assert info is not None and (info.kind, info.arch_hint, info.release) == (
+        "Image",
+        "arm64",
+        "6.1.0-56-arm64",
+    )
+    elf = identify(elf_with_note(b"Xen", 18, machine=183))
+    assert elf is not None and (elf.kind, elf.arch_hint) == ("vmlinux", "arm64")
+    assert identify(b"root:x:0:0:root:/root:/bin/bash\n" * 10) is None
+
+
+CONFIG = """\
+CONFIG_ZONE_DEVICE=y
+CONFIG_X86_PMEM_LEGACY=m
+# CONFIG_DEBUG_VM is not set
+CONFIG_NR_CPUS=64
+"""
+
+
+@pytest.mark.parametrize(
+    ("spec", "ok"),
+    [
+        ("ZONE_DEVICE", True),
+        ("CONFIG_ZONE_DEVICE=y", True),
+        ("X86_PMEM_LEGACY", True),
+        ("X86_PMEM_LEGACY=y", False),
+        ("DEBUG_VM", False),
+        ("DEBUG_VM=n", True),
+        ("NR_CPUS=64", True),
+        ("ACPI_NFIT", False),
+    ],
+)
+def test_requirements(spec: str, ok: bool) -> None:
+    options = kconfig.parse_config(CONFIG)
+    assert kconfig.Requirement.parse(spec).satisfied_by(options) is ok
+
+
+def test_fragment_requirements_keep_not_set_lines() -> None:
+    reqs = kconfig.fragment_requirements("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=m\n")
+    assert [str(r) for r in reqs] == ["CONFIG_A=y", "CONFIG_B=n", "CONFIG_C=m"]
