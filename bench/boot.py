@@ -43,7 +43,8 @@ def bare_round(argv: list[str]) -> float:
     start = time.monotonic()
     sockdir = Path(tempfile.mkdtemp(prefix="mhb-"))
     argv = [a.replace(_sockdir(argv), str(sockdir)) for a in argv]
-    listeners = []
+    listeners: list[socket.socket] = []
+    conns: list[socket.socket] = []
     for name in ("qmp.sock", "port0.sock"):
         s = socket.socket(socket.AF_UNIX)
         s.bind(str(sockdir / name))
@@ -52,8 +53,8 @@ def bare_round(argv: list[str]) -> float:
     qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        qmp, _ = listeners[0].accept()
-        port, _ = listeners[1].accept()
+        conns = [listener.accept()[0] for listener in listeners]  # QMP, then the port
+        port = conns[1]
         port.settimeout(120)
         buf = b""
         while b"READY" not in buf:
@@ -65,7 +66,7 @@ def bare_round(argv: list[str]) -> float:
     finally:
         qemu.kill()
         qemu.wait()
-        for s in listeners:
+        for s in listeners + conns:
             s.close()
     return elapsed
 

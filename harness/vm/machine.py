@@ -172,6 +172,7 @@ class VM:
         (self.artifacts / "console.log").unlink(missing_ok=True)
         self._console = ConsoleWatcher(self.artifacts / "console.log", self._on_console)
         stderr = self._open("qemu.stderr", "w")
+        (self.artifacts / "qmp.log").write_text("# QMP traffic (connected on first use)\n")
         start = time.monotonic()
         self._proc = proc.spawn(self.argv, stderr=stderr.fileno())
         try:
