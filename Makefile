@@ -8,7 +8,7 @@ setup:
 
 # The main job: the built-in scenario catalogue on both arches with Debian's kernels.
 run: setup
-	.venv/bin/memharness run
+	.venv/bin/memharness run --html memharness-artifacts/report.html --json memharness-artifacts/report.json
 
 # Everything CI runs: lint, unit tests, integration tests on real QEMU (both arches).
 test: setup

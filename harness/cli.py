@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import proc
-from harness.arch import ARCHES, get_arch
+from harness.arch import ARCHES, get_arch, parse_arches
 from harness.errors import InfraError, UserError
 from harness.outcome import BISECT_EXIT, Outcome
 from harness.splat.model import Splat
@@ -24,8 +24,11 @@ DEFAULT_ARTIFACTS = Path(os.environ.get("MEMHARNESS_ARTIFACTS", "memharness-arti
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kernel",
-        metavar="PATH",
-        help="bzImage/Image/vmlinux or a build dir (default: Debian's kernel package)",
+        metavar="[ARCH=]PATH",
+        action="append",
+        default=[],
+        help="bzImage/Image/vmlinux, a build dir or debian:PKG; repeat as ARCH=PATH for "
+        "several arches (default: Debian's kernel package)",
     )
     p.add_argument("--modules", metavar="DIR", help="INSTALL_MOD_PATH of --kernel's modules")
     p.add_argument(
@@ -44,12 +47,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
+    from harness.kernel.resolve import spec_for_arch
     from harness.session import boot_and_run
 
     command = " ".join(args.command) if args.command else "uname -a"
+    arch = get_arch(args.arch)
     result, cmd_result = boot_and_run(
-        arch=get_arch(args.arch),
-        kernel_spec=args.kernel,
+        arch=arch,
+        kernel_spec=spec_for_arch(args.kernel, arch),
         modules=args.modules,
         command=command,
         timeout=args.timeout,
@@ -125,6 +130,117 @@ def cmd_splats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job: the scenario catalogue on the chosen arches, a table, exit 0 only if all
+    pass.  Every input is checked (and every kernel and image prepared) before QEMU starts."""
+    from harness.kernel.resolve import spec_for_arch
+    from harness.report import summary
+    from harness.scenario.model import load_catalogue, select
+    from harness.scenario.runner import check_scenarios, run_scenario
+    from harness.session import prepare
+
+    arches = parse_arches(args.arch)
+    scenarios = select(load_catalogue(), args.scenario, arches)
+    if not scenarios:
+        raise UserError(f"no scenario runs on {args.arch}: `memharness scenarios` lists them")
+    prepared = {}
+    for arch in {s.arch for s in scenarios}:
+        profile = parse_arches(arch)[0]
+        print(f"memharness: preparing {arch} kernel and guest image", file=sys.stderr)
+        prepared[arch] = prepare(profile, spec_for_arch(args.kernel, profile), args.modules)
+    check_scenarios(scenarios, {a: k for a, (k, _) in prepared.items()})
+    results = []
+    for i, scenario in enumerate(scenarios, 1):
+        kernel, image = prepared[scenario.arch]
+        print(
+            f"[{i}/{len(scenarios)}] {scenario.name} ({scenario.arch}, {kernel.release}) ...",
+            end="",
+            flush=True,
+            file=sys.stderr,
+        )
+        result = run_scenario(
+            scenario,
+            kernel,
+            image,
+            args.artifacts,
+            args.accel,
+            spec_for_arch(args.kernel, kernel.arch),
+        )
+        print(f" {result.outcome} ({result.seconds:.1f} s)", file=sys.stderr)
+        results.append(result)
+    print(summary.table(results))
+    if args.json:
+        Path(args.json).write_text(summary.to_json(results) + "\n")
+    if args.html:
+        Path(args.html).write_text(summary.to_html(results))
+    return 0 if all(r.outcome == Outcome.PASS for r in results) else 1
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from harness.scenario.model import load_catalogue
+
+    catalogue = load_catalogue()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": s.name,
+                        "arch": s.arch,
+                        "summary": s.summary,
+                        "modes": list(s.modes),
+                        "walkers": list(s.walkers),
+                    }
+                    for s in catalogue
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    for s in catalogue:
+        print(f"{s.name:<24} {s.arch:<7} {s.summary}")
+    return 0
+
+
+def cmd_layout(args: argparse.Namespace) -> int:
+    from harness.layout.planner import plan, render
+    from harness.scenario.model import load_catalogue, select
+
+    arch = get_arch(args.arch)
+    chosen = select(load_catalogue(), args.scenario, [arch])
+    if len(chosen) != 1:
+        raise UserError("pass one scenario: memharness layout --arch A --scenario S")
+    scenario = chosen[0]
+    p = plan(scenario.layout, arch)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "scenario": scenario.name,
+                    "arch": arch.name,
+                    "kind": scenario.layout.kind,
+                    "collision_sections": p.collisions,
+                    "cmdline": list(p.cmdline),
+                    "qemu_args": list(p.qemu_args),
+                    "dt_nodes": [n.dts() for n in p.dt_nodes],
+                    "sections": [
+                        {
+                            "number": s.number,
+                            "start": s.start,
+                            "subsections": s.subsections,
+                            "collides": s.collides,
+                        }
+                        for s in p.sections
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(render(p))
+    return 0
+
+
 def cmd_update(args: argparse.Namespace) -> int:
     from harness.debian import DebianArchive
 
@@ -152,6 +268,24 @@ def build_parser() -> argparse.ArgumentParser:
     splats.add_argument("files", nargs="+", metavar="FILE")
     splats.add_argument("--json", action="store_true")
     splats.set_defaults(func=cmd_splats)
+
+    run = sub.add_parser("run", help="the main job: run the scenario catalogue, print a table")
+    run.add_argument("--arch", default="x86_64,arm64", help="comma-separated arches")
+    run.add_argument("--scenario", help="comma-separated scenario names (default: all)")
+    run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    run.add_argument("--html", metavar="FILE", help="also write an HTML report")
+    _add_common(run)
+    run.set_defaults(func=cmd_run)
+
+    scenarios = sub.add_parser("scenarios", help="list the built-in scenarios")
+    scenarios.add_argument("--json", action="store_true")
+    scenarios.set_defaults(func=cmd_scenarios)
+
+    layout = sub.add_parser("layout", help="show a scenario's planned memory map")
+    layout.add_argument("--arch", required=True)
+    layout.add_argument("--scenario", required=True)
+    layout.add_argument("--json", action="store_true")
+    layout.set_defaults(func=cmd_layout)
 
     update = sub.add_parser("update", help="refresh the Debian package lists in the cache")
     update.add_argument("--arch", default=",".join(ARCHES))

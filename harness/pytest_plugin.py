@@ -23,7 +23,7 @@ from harness.arch import ArchProfile, parse_arches
 from harness.errors import MemharnessError
 from harness.image.builder import GuestImage, build_guest_image
 from harness.kernel import Kernel
-from harness.kernel.resolve import resolve_kernel
+from harness.kernel.resolve import resolve_kernel, spec_for_arch
 from harness.vm.machine import VM, VMOptions
 
 VMS_KEY = pytest.StashKey[list[VM]]()
@@ -80,23 +80,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("arch", arches, ids=[a.name for a in arches], scope="session")
 
 
-def kernel_spec(config: pytest.Config, arch: ArchProfile) -> str | None:
-    """The --kernel value for ``arch``: 'ARCH=PATH' entries first, then a bare PATH."""
-    bare = None
-    for value in config.getoption("--kernel"):
-        name, sep, spec = str(value).partition("=")
-        if sep and name in ("x86_64", "arm64", "amd64", "aarch64"):
-            if parse_arches(name)[0].name == arch.name:
-                return spec
-        elif not sep:
-            bare = str(value)
-    return bare
-
-
 @pytest.fixture(scope="session")
 def kernel(request: pytest.FixtureRequest, arch: ArchProfile) -> Kernel:
     try:
-        return resolve_kernel(arch, kernel_spec(request.config, arch))
+        spec = spec_for_arch([str(v) for v in request.config.getoption("--kernel")], arch)
+        return resolve_kernel(arch, spec)
     except MemharnessError as exc:
         pytest.fail(f"memharness: {exc}", pytrace=False)
 

@@ -21,3 +21,19 @@ def resolve_kernel(
     from harness.kernel.local import local_kernel
 
     return local_kernel(Path(spec), arch, Path(modules) if modules else None)
+
+
+def spec_for_arch(values: list[str], arch: ArchProfile) -> str | None:
+    """Picks this arch's kernel from repeatable --kernel values: 'ARCH=SPEC' first, then a
+    bare SPEC (which then applies to every arch and must match it)."""
+    from harness.arch import get_arch
+
+    bare = None
+    for value in values:
+        name, sep, spec = value.partition("=")
+        if sep and name in ("x86_64", "arm64", "amd64", "aarch64"):
+            if get_arch(name).name == arch.name:
+                return spec
+        elif value:
+            bare = value
+    return bare

@@ -46,59 +46,42 @@ def mem_arg(spec: MachineSpec) -> str:
     return value
 
 
-def build_argv(spec: MachineSpec, binary: str | None = None) -> list[str]:
-    arch = spec.arch
-    machine = ",".join((arch.machine, *spec.machine_options))
-    argv = [
-        binary or arch.qemu_binary,
-        "-machine",
-        machine,
-        "-accel",
-        spec.accel,
-        "-smp",
-        str(spec.smp),
-        "-m",
-        mem_arg(spec),
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-    ]
-    cpu = "host" if spec.accel == "kvm" else arch.cpu
+def machine_args(
+    arch: ArchProfile,
+    memory: str,
+    accel: str = "tcg",
+    smp: int = 1,
+    machine_options: tuple[str, ...] = (),
+) -> list[str]:
+    """The options that shape the machine itself (and so its generated device tree)."""
+    machine = ",".join((arch.machine, *machine_options))
+    argv = ["-machine", machine, "-accel", accel, "-smp", str(smp), "-m", memory]
+    cpu = "host" if accel == "kvm" else arch.cpu
     if cpu:
         argv += ["-cpu", cpu]
+    return argv
+
+
+def build_argv(spec: MachineSpec, binary: str | None = None) -> list[str]:
+    arch = spec.arch
+    argv = [binary or arch.qemu_binary]
+    argv += machine_args(arch, mem_arg(spec), spec.accel, spec.smp, spec.machine_options)
+    argv += ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
     if spec.firmware:
         argv += ["-bios", str(spec.firmware)]
-    argv += [
-        "-kernel",
-        str(spec.kernel),
-        "-initrd",
-        str(spec.initrd),
-        "-append",
-        " ".join(spec.cmdline),
-    ]
+    argv += ["-kernel", str(spec.kernel), "-initrd", str(spec.initrd)]
+    argv += ["-append", " ".join(spec.cmdline)]
     if spec.dtb:
         argv += ["-dtb", str(spec.dtb)]
-    argv += [
-        "-chardev",
-        f"file,id=console,path={spec.console_log}",
-        "-serial",
-        "chardev:console",
-        "-chardev",
-        f"socket,id=qmp,path={spec.qmp_socket}",
-        "-mon",
-        "chardev=qmp,mode=control",
-    ]
+    argv += ["-chardev", f"file,id=console,path={spec.console_log}"]
+    argv += ["-serial", "chardev:console"]
+    argv += ["-chardev", f"socket,id=qmp,path={spec.qmp_socket}"]
+    argv += ["-mon", "chardev=qmp,mode=control"]
     if spec.ports:
         argv += ["-device", "virtio-serial-pci,id=mhserial"]
         for i, port in enumerate(spec.ports):
-            argv += [
-                "-chardev",
-                f"socket,id=mhport{i},path={port.socket}",
-                "-device",
-                f"virtserialport,bus=mhserial.0,chardev=mhport{i},name={port.name}",
-            ]
+            argv += ["-chardev", f"socket,id=mhport{i},path={port.socket}"]
+            argv += ["-device", f"virtserialport,bus=mhserial.0,chardev=mhport{i},name={port.name}"]
     argv += list(spec.extra)
     return argv
 

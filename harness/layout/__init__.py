@@ -1,0 +1,1 @@
+"""Memory layouts: declarative pmem/nvdimm/dimm placement → QEMU options, cmdline, section map."""

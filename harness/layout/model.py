@@ -1,0 +1,108 @@
+"""Declarative memory layouts, as scenarios write them (pure).
+
+Sizes and addresses are written the way kernel developers write them: "64M", "2G",
+"0x40000000".  A layout names guest RAM, where persistent memory goes, and which devices carry
+it; the planner turns it into QEMU options and the expected section map.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import UserError
+
+MiB = 1 << 20
+GiB = 1 << 30
+_UNITS = {"": 1, "K": 1 << 10, "M": MiB, "G": GiB, "T": 1 << 40}
+
+
+def parse_size(value: str | int) -> int:
+    """'64M' → 67108864; '0x40000000' → 1073741824; ints pass through."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    if text.startswith("0X"):
+        return int(text, 16)
+    m = re.fullmatch(r"(\d+)([KMGT]?)", text)
+    if not m:
+        raise UserError(f"bad size {value!r}: write it like 64M, 2G or 0x40000000")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def fmt_size(value: int) -> str:
+    for unit in ("G", "M", "K"):
+        if value and value % _UNITS[unit] == 0:
+            return f"{value // _UNITS[unit]}{unit}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A physical range: [start, start + size)."""
+
+    start: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+    def overlaps(self, other: "Region") -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def __str__(self) -> str:
+        return f"{fmt_size(self.size)}@{self.start:#x}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a scenario asks for.
+
+    kind: legacy  — x86 e820 pmem carved out of boot RAM with memmap=SIZE!ADDR (nd_e820)
+          nfit    — x86 QEMU nvdimm (ACPI NFIT) next to a pc-dimm that becomes boot RAM
+                    through memmap=SIZE@ADDR, so both share one section
+          dt      — arm64 device-tree pmem-region placed after the RAM limit set by mem=
+    """
+
+    kind: str
+    memory: int  # QEMU -m
+    pmem: tuple[Region, ...] = ()  # legacy / dt pmem ranges
+    nvdimms: tuple[Region, ...] = ()  # nfit: QEMU nvdimm devices
+    dimms: tuple[Region, ...] = ()  # nfit: pc-dimms that become boot RAM (memmap=@)
+    mem_limit: int | None = None  # dt: kernel mem=
+    label_size: int = 0  # nfit: nvdimm label area (0: label-less, namespace starts raw)
+    slots: int = 0
+    maxmem: int = 0
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "Layout":
+        def regions(key: str) -> tuple[Region, ...]:
+            return tuple(
+                Region(parse_size(r["start"]), parse_size(r["size"])) for r in data.get(key, [])
+            )
+
+        known = {
+            "kind",
+            "memory",
+            "pmem",
+            "nvdimms",
+            "dimms",
+            "mem_limit",
+            "label_size",
+            "slots",
+            "maxmem",
+        }
+        unknown = set(data) - known
+        if unknown:
+            raise UserError(f"layout has unknown keys {sorted(unknown)}: use {sorted(known)}")
+        return cls(
+            kind=str(data["kind"]),
+            memory=parse_size(data["memory"]),
+            pmem=regions("pmem"),
+            nvdimms=regions("nvdimms"),
+            dimms=regions("dimms"),
+            mem_limit=parse_size(data["mem_limit"]) if "mem_limit" in data else None,
+            label_size=parse_size(data.get("label_size", 0)),
+            slots=int(data.get("slots", 0)),
+            maxmem=parse_size(data.get("maxmem", 0)),
+        )

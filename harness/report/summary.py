@@ -1,0 +1,102 @@
+"""What `memharness run` prints and writes (pure: results in, text out)."""
+
+import html
+import json
+from typing import Any
+
+from harness.outcome import Outcome
+from harness.result import RunResult
+
+
+def row(result: RunResult) -> dict[str, Any]:
+    details = result.details
+    return {
+        "scenario": result.name,
+        "arch": result.machine.get("arch"),
+        "outcome": str(result.outcome),
+        "reason": result.reason,
+        "seconds": round(result.seconds, 1),
+        "boot_seconds": result.boot_seconds,
+        "collision_sections": details.get("collision_sections", []),
+        "splats": [s.title for s in result.splats],
+        "skipped": details.get("skipped", []),
+        "failures": details.get("failures", []),
+        "artifacts": str(result.artifacts),
+        "reproducer": result.reproducer,
+    }
+
+
+def table(results: list[RunResult]) -> str:
+    header = f"{'scenario':<24} {'arch':<7} {'outcome':<15} {'time':>6}  {'sections':<9} detail"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        d = row(r)
+        sections = ",".join(str(n) for n in d["collision_sections"]) or "-"
+        detail = "" if r.outcome == Outcome.PASS else r.reason
+        if r.outcome == Outcome.PASS and d["skipped"]:
+            detail = f"{len(d['skipped'])} step(s) skipped"
+        lines.append(
+            f"{d['scenario']:<24} {d['arch']:<7} {d['outcome']:<15} "
+            f"{d['seconds']:>5.1f}s  {sections:<9} {detail}"
+        )
+    skipped = [
+        (r.name, r.machine.get("arch"), s) for r in results for s in r.details.get("skipped", [])
+    ]
+    if skipped:
+        lines.append("")
+        lines.append(f"SKIPPED ({len(skipped)} steps did not run; they are not passes):")
+        for name, arch, step in skipped:
+            lines.append(f"  {name} {arch}: {step}")
+    bad = [r for r in results if r.outcome != Outcome.PASS]
+    if bad:
+        lines.append("")
+        for r in bad:
+            lines.append(f"{r.name} {r.machine.get('arch')}: {r.outcome}: {r.reason}")
+            lines.append(f"  artifacts: {r.artifacts}")
+            lines.append(f"  reproduce: {r.reproducer}")
+    return "\n".join(lines)
+
+
+def to_json(results: list[RunResult]) -> str:
+    passed = sum(r.outcome == Outcome.PASS for r in results)
+    return json.dumps(
+        {"passed": passed, "total": len(results), "results": [row(r) for r in results]}, indent=2
+    )
+
+
+def to_html(results: list[RunResult]) -> str:
+    """A self-contained page: the table, then each scenario's section map and steps."""
+    colour = {"pass": "#2e7d32", "skipped": "#757575"}
+    rows, blocks = [], []
+    for r in results:
+        d = row(r)
+        c = colour.get(d["outcome"], "#c62828")
+        rows.append(
+            f"<tr><td>{html.escape(d['scenario'])}</td><td>{d['arch']}</td>"
+            f"<td style='color:{c};font-weight:bold'>{d['outcome']}</td>"
+            f"<td>{d['seconds']}s</td><td>{','.join(map(str, d['collision_sections']))}</td>"
+            f"<td>{html.escape(r.reason if r.outcome != Outcome.PASS else '')}</td></tr>"
+        )
+        steps = "".join(
+            f"<tr><td>{html.escape(s['name'])}</td><td>{s['status']}</td>"
+            f"<td>{s['seconds']:.2f}s</td><td>{html.escape(s['reason'])}</td></tr>"
+            for s in r.details.get("steps", [])
+        )
+        blocks.append(
+            f"<h2>{html.escape(r.name)} ({d['arch']})</h2>"
+            f"<p>{html.escape(str(r.details.get('summary', '')))}</p>"
+            f"<pre>{html.escape(str(r.details.get('layout', '')))}</pre>"
+            f"<table><tr><th>step</th><th>status</th><th>time</th><th>why</th></tr>{steps}"
+            f"</table><p>artifacts: <code>{html.escape(d['artifacts'])}</code><br>"
+            f"reproduce: <code>{html.escape(d['reproducer'])}</code></p>"
+        )
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 8px}pre{background:#f4f4f4;padding:8px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>memharness run</title>"
+        f"<style>{style}</style></head><body><h1>memharness run</h1><table><tr>"
+        f"<th>scenario</th><th>arch</th><th>outcome</th><th>time</th><th>sections</th>"
+        f"<th>reason</th></tr>{''.join(rows)}</table>{''.join(blocks)}</body></html>\n"
+    )

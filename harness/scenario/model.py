@@ -1,0 +1,110 @@
+"""Scenarios and namespace modes as data (catalogue.toml), validated when loaded (pure)."""
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.arch import ArchProfile, get_arch
+from harness.errors import UserError
+from harness.layout.model import Layout
+from harness.scenario.walkers import WALKERS
+
+CATALOGUE = Path(__file__).with_name("catalogue.toml")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A namespace configuration: what ndctl is asked for, what the kernel needs."""
+
+    name: str
+    ndctl: str  # create-namespace arguments
+    requires: tuple[str, ...]
+    modules: tuple[str, ...]
+    zone_device: bool  # the namespace's pages are ZONE_DEVICE in this mode
+    mapping: str = ""  # the madvise mapping this mode adds: fsdax (a file on -o dax) or devdax
+
+
+_DAX = ("ZONE_DEVICE", "NVDIMM_DAX", "DEV_DAX_PMEM")
+_DAX_MODULES = ("dax_pmem", "device_dax")
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode("fsdax-mem", "-m fsdax --map=mem", ("ZONE_DEVICE", "NVDIMM_PFN"), (), True, "fsdax"),
+        Mode("fsdax-dev", "-m fsdax --map=dev", ("ZONE_DEVICE", "NVDIMM_PFN"), (), True, "fsdax"),
+        Mode("devdax-mem", "-m devdax --map=mem", _DAX, _DAX_MODULES, True, "devdax"),
+        Mode("devdax-dev", "-m devdax --map=dev", _DAX, _DAX_MODULES, True, "devdax"),
+        # raw: no pfn/dax device.  Legacy (e820) regions still map their pages in raw mode.
+        Mode("raw", "-m raw", (), (), False),
+    )
+}
+DEFAULT_MODES = ("fsdax-mem", "fsdax-dev", "devdax-mem", "devdax-dev")
+DEFAULT_WALKERS = tuple(WALKERS)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    arch: str
+    summary: str
+    layout: Layout
+    modes: tuple[str, ...] = DEFAULT_MODES
+    walkers: tuple[str, ...] = DEFAULT_WALKERS
+    teardown: bool = True
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "Scenario":
+        name = str(data.get("name", "?"))
+        try:
+            scenario = cls(
+                name=name,
+                arch=get_arch(str(data["arch"])).name,
+                summary=str(data["summary"]),
+                layout=Layout.from_data(dict(data["layout"])),
+                modes=tuple(data.get("modes", DEFAULT_MODES)),
+                walkers=tuple(data.get("walkers", DEFAULT_WALKERS)),
+                teardown=bool(data.get("teardown", True)),
+            )
+        except KeyError as exc:
+            raise UserError(f"scenario {name}: missing key {exc}") from None
+        for mode in scenario.modes:
+            if mode not in MODES:
+                raise UserError(f"scenario {name}: unknown mode {mode!r} (use {', '.join(MODES)})")
+        for walker in scenario.walkers:
+            if walker not in WALKERS:
+                raise UserError(
+                    f"scenario {name}: unknown walker {walker!r} (use {', '.join(WALKERS)})"
+                )
+        return scenario
+
+
+def load_catalogue(path: Path = CATALOGUE) -> list[Scenario]:
+    data = tomllib.loads(path.read_text())
+    scenarios = [Scenario.from_data(s) for s in data.get("scenario", [])]
+    names = [s.name for s in scenarios]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise UserError(f"{path}: scenario names used twice: {', '.join(sorted(dupes))}")
+    return scenarios
+
+
+def select(
+    catalogue: list[Scenario], names: str | None, arches: list[ArchProfile]
+) -> list[Scenario]:
+    """The scenarios asked for (all by default) that run on one of ``arches``."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
+    if wanted:
+        known = {s.name for s in catalogue}
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise UserError(
+                f"unknown scenario {', '.join(unknown)}: `memharness scenarios` lists them"
+            )
+    arch_names = {a.name for a in arches}
+    chosen = [s for s in catalogue if (wanted is None or s.name in wanted) and s.arch in arch_names]
+    if wanted and not chosen:
+        raise UserError(
+            f"scenario {', '.join(wanted)} does not run on "
+            f"{', '.join(sorted(arch_names))}: pick its arch with --arch"
+        )
+    return chosen
