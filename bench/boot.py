@@ -50,8 +50,9 @@ def bare_round(argv: list[str]) -> float:
         s.bind(str(sockdir / name))
         s.listen(1)
         listeners.append(s)
-    qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    qemu = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         conns = [listener.accept()[0] for listener in listeners]  # QMP, then the port
         port = conns[1]
@@ -102,8 +103,10 @@ def main() -> int:
     ap.add_argument("--commands", type=int, default=200)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mh-bench-"))
-    print(f"{'arch':<8} {'memharness':>11} {'bare QEMU':>10} {'ratio':>6} "
-          f"{'cmd (ms)':>9} {'2nd prepare (ms)':>17}")
+    print(
+        f"{'arch':<8} {'memharness':>11} {'bare QEMU':>10} {'ratio':>6} "
+        f"{'cmd (ms)':>9} {'2nd prepare (ms)':>17}"
+    )
     for arch in [a.name for a in parse_arches(args.arch)]:
         mh, bare = [], []
         for i in range(args.rounds):
@@ -112,8 +115,10 @@ def main() -> int:
             bare.append(bare_round(argv))
         latency = command_latency(arch, work / f"{arch}-cmd", args.commands)
         ratio = statistics.median(mh) / statistics.median(bare)
-        print(f"{arch:<8} {statistics.median(mh):>10.2f}s {statistics.median(bare):>9.2f}s "
-              f"{ratio:>6.2f} {latency * 1000:>9.1f} {cached_prepare_seconds(arch) * 1000:>17.1f}")
+        print(
+            f"{arch:<8} {statistics.median(mh):>10.2f}s {statistics.median(bare):>9.2f}s "
+            f"{ratio:>6.2f} {latency * 1000:>9.1f} {cached_prepare_seconds(arch) * 1000:>17.1f}"
+        )
     return 0
 
 

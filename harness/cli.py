@@ -16,6 +16,7 @@ from harness import proc
 from harness.arch import ARCHES, get_arch, parse_arches
 from harness.errors import InfraError, UserError
 from harness.outcome import BISECT_EXIT, Outcome
+from harness.scenario.model import CATALOGUE
 from harness.splat.model import Splat
 
 DEFAULT_ARTIFACTS = Path(os.environ.get("MEMHARNESS_ARTIFACTS", "memharness-artifacts"))
@@ -134,17 +135,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The main job: the scenario catalogue on the chosen arches, a table, exit 0 only if all
     pass.  Every input is checked (and every kernel and image prepared) before QEMU starts."""
     from harness.kernel.resolve import spec_for_arch
+    from harness.layout.planner import plan as plan_layout
     from harness.report import summary
     from harness.scenario.model import load_catalogue, select
     from harness.scenario.runner import check_scenarios, run_scenario
     from harness.session import prepare
 
     arches = parse_arches(args.arch)
-    scenarios = select(load_catalogue(), args.scenario, arches)
+    scenarios = select(load_catalogue(args.catalogue), args.scenario, arches)
     if not scenarios:
         raise UserError(f"no scenario runs on {args.arch}: `memharness scenarios` lists them")
+    for scenario in scenarios:  # layouts are pure: refuse a bad one before any download
+        plan_layout(scenario.layout, get_arch(scenario.arch))
     prepared = {}
-    for arch in {s.arch for s in scenarios}:
+    for arch in sorted({s.arch for s in scenarios}, reverse=True):
         profile = parse_arches(arch)[0]
         print(f"memharness: preparing {arch} kernel and guest image", file=sys.stderr)
         prepared[arch] = prepare(profile, spec_for_arch(args.kernel, profile), args.modules)
@@ -179,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from harness.scenario.model import load_catalogue
 
-    catalogue = load_catalogue()
+    catalogue = load_catalogue(args.catalogue)
     if args.json:
         print(
             json.dumps(
@@ -207,7 +211,7 @@ def cmd_layout(args: argparse.Namespace) -> int:
     from harness.scenario.model import load_catalogue, select
 
     arch = get_arch(args.arch)
-    chosen = select(load_catalogue(), args.scenario, [arch])
+    chosen = select(load_catalogue(args.catalogue), args.scenario, [arch])
     if len(chosen) != 1:
         raise UserError("pass one scenario: memharness layout --arch A --scenario S")
     scenario = chosen[0]
@@ -275,16 +279,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     run.add_argument("--html", metavar="FILE", help="also write an HTML report")
     _add_common(run)
+    run.add_argument(
+        "--catalogue",
+        type=Path,
+        default=CATALOGUE,
+        help="scenario catalogue TOML (default: the built-in one)",
+    )
     run.set_defaults(func=cmd_run)
 
     scenarios = sub.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.add_argument("--json", action="store_true")
+    scenarios.add_argument(
+        "--catalogue",
+        type=Path,
+        default=CATALOGUE,
+        help="scenario catalogue TOML (default: the built-in one)",
+    )
     scenarios.set_defaults(func=cmd_scenarios)
 
     layout = sub.add_parser("layout", help="show a scenario's planned memory map")
     layout.add_argument("--arch", required=True)
     layout.add_argument("--scenario", required=True)
     layout.add_argument("--json", action="store_true")
+    layout.add_argument(
+        "--catalogue",
+        type=Path,
+        default=CATALOGUE,
+        help="scenario catalogue TOML (default: the built-in one)",
+    )
     layout.set_defaults(func=cmd_layout)
 
     update = sub.add_parser("update", help="refresh the Debian package lists in the cache")

@@ -4,10 +4,10 @@ Options: ``--arch x86_64,arm64`` (tests using the ``arch`` fixture run once per 
 ``--kernel [ARCH=]PATH`` (repeatable; default Debian's kernel), ``--artifacts DIR``,
 ``--accel tcg|kvm|auto``.
 
-Fixtures: ``arch``, ``kernel``, ``guest_image``, ``vm`` (a booted guest), ``vm_factory``
-(boot guests with custom options).  A splat printed while a test runs fails the test with the
-splat's title and first line, unless the test is marked ``allow_splats`` (it then asserts on
-``vm.splats()`` itself).  Tests marked ``x86_64`` or ``arm64`` run on that arch only.
+Fixtures: ``arch``, ``kernel``, ``guest_image``, ``prepared`` (arch → kernel and image),
+``vm`` (a booted guest), ``vm_factory`` (boot guests with custom options).  A splat printed
+while a test runs fails the test with the splat's title and first line, unless the test is
+marked ``allow_splats`` (it then asserts on ``vm.splats()`` itself).  Tests marked ``x86_64`` or ``arm64`` run on that arch only.
 """
 
 import os
@@ -81,20 +81,35 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def kernel(request: pytest.FixtureRequest, arch: ArchProfile) -> Kernel:
-    try:
-        spec = spec_for_arch([str(v) for v in request.config.getoption("--kernel")], arch)
-        return resolve_kernel(arch, spec)
-    except MemharnessError as exc:
-        pytest.fail(f"memharness: {exc}", pytrace=False)
+def prepared(request: pytest.FixtureRequest) -> Callable[[ArchProfile], tuple[Kernel, GuestImage]]:
+    """arch → (kernel, guest image) for the selected --kernel, prepared once per session."""
+    cache: dict[str, tuple[Kernel, GuestImage]] = {}
+
+    def get(arch: ArchProfile) -> tuple[Kernel, GuestImage]:
+        if arch.name not in cache:
+            spec = spec_for_arch([str(v) for v in request.config.getoption("--kernel")], arch)
+            try:
+                kernel = resolve_kernel(arch, spec)
+                cache[arch.name] = (kernel, build_guest_image(kernel))
+            except MemharnessError as exc:
+                pytest.fail(f"memharness: {exc}", pytrace=False)
+        return cache[arch.name]
+
+    return get
 
 
 @pytest.fixture(scope="session")
-def guest_image(kernel: Kernel) -> GuestImage:
-    try:
-        return build_guest_image(kernel)
-    except MemharnessError as exc:
-        pytest.fail(f"memharness: {exc}", pytrace=False)
+def kernel(
+    prepared: Callable[[ArchProfile], tuple[Kernel, GuestImage]], arch: ArchProfile
+) -> Kernel:
+    return prepared(arch)[0]
+
+
+@pytest.fixture(scope="session")
+def guest_image(
+    prepared: Callable[[ArchProfile], tuple[Kernel, GuestImage]], arch: ArchProfile
+) -> GuestImage:
+    return prepared(arch)[1]
 
 
 def _test_dir(request: pytest.FixtureRequest, arch: ArchProfile) -> Path:

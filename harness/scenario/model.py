@@ -79,7 +79,12 @@ class Scenario:
 
 
 def load_catalogue(path: Path = CATALOGUE) -> list[Scenario]:
-    data = tomllib.loads(path.read_text())
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read catalogue {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"catalogue {path} is not valid TOML: {exc}") from None
     scenarios = [Scenario.from_data(s) for s in data.get("scenario", [])]
     names = [s.name for s in scenarios]
     dupes = {n for n in names if names.count(n) > 1}

@@ -137,3 +137,104 @@ def test_missing_qemu_is_one_line_exit_2(arch: ArchProfile, tmp_path: Path) -> N
     assert done.returncode == 2, done.stderr
     assert arch.qemu_binary in done.stderr and "install" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_scenarios_and_layout_json() -> None:
+    listed = json.loads(memharness("scenarios", "--json", timeout=60).stdout)
+    assert {"legacy-lower-half", "dt-after-mem-limit"} <= {s["name"] for s in listed}
+    done = memharness(
+        "layout", "--arch", "x86_64", "--scenario", "legacy-lower-half", "--json", timeout=60
+    )
+    data = json.loads(done.stdout)
+    assert data["collision_sections"] == [8] and data["cmdline"] == ["memmap=64M!0x40000000"]
+    text = memharness(
+        "layout", "--arch", "arm64", "--scenario", "dt-after-mem-limit", timeout=60
+    ).stdout
+    assert "16  0x0080000000-0x0087ffffff" in text and "collision" in text
+
+
+def test_run_writes_table_json_and_html(arch: ArchProfile, tmp_path: Path) -> None:
+    scenario = {"x86_64": "legacy-subsection", "arm64": "dt-after-mem-limit"}[arch.name]
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    done = memharness(
+        "run",
+        "--arch",
+        arch.name,
+        "--scenario",
+        scenario,
+        "--artifacts",
+        str(tmp_path / "a"),
+        "--json",
+        str(out),
+        "--html",
+        str(page),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert scenario in done.stdout and "pass" in done.stdout
+    assert "SKIPPED" in done.stdout  # idle tracking is off in Debian's kernels: said loudly
+    report = json.loads(out.read_text())
+    assert report["passed"] == report["total"] == 1
+    assert report["results"][0]["collision_sections"]
+    assert "<pre>" in page.read_text() and scenario in page.read_text()
+
+
+def bad_catalogue(tmp_path: Path) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[[scenario]]\nname = "off-by-one-meg"\narch = "x86_64"\nsummary = "s"\n'
+        'layout = { kind = "legacy", memory = "2G", pmem = [{ start = "0x40100000",'
+        ' size = "64M" }] }\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--scenario", "nope"],
+        ["--catalogue", "BAD"],
+        ["--arch", "x86_64", "--scenario", "dt-after-mem-limit"],
+    ],
+)
+def test_run_bad_input_is_one_line_exit_2(args: list[str], tmp_path: Path) -> None:
+    args = [str(bad_catalogue(tmp_path)) if a == "BAD" else a for a in args]
+    done = memharness("run", *args, "--artifacts", str(tmp_path / "a"), timeout=120)
+    assert done.returncode == 2, done.stderr
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("memharness: error")]
+    assert len(errors) == 1
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.x86_64
+def test_kernel_without_a_needed_option_is_refused_before_qemu(
+    kernel: Kernel, tmp_path: Path
+) -> None:
+    assert kernel.modules_root is not None and kernel.config is not None
+    tree = tmp_path / "linux"
+    boot = tree / "arch/x86/boot"
+    boot.mkdir(parents=True)
+    (boot / "bzImage").write_bytes(
+        (kernel.modules_root / "boot" / f"vmlinuz-{kernel.release}").read_bytes()
+    )
+    config = kernel.config.read_text().replace(
+        "CONFIG_X86_PMEM_LEGACY=m", "# CONFIG_X86_PMEM_LEGACY is not set"
+    )
+    (tree / ".config").write_text(config)
+    done = memharness(
+        "run",
+        "--arch",
+        "x86_64",
+        "--scenario",
+        "legacy-lower-half",
+        "--kernel",
+        str(tree),
+        "--artifacts",
+        str(tmp_path / "a"),
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        "lacks CONFIG_X86_PMEM_LEGACY" in done.stderr
+        and "scenario legacy-lower-half" in done.stderr
+    )
+    assert not (tmp_path / "a").exists()

@@ -1,0 +1,134 @@
+"""Guest probes, walker expectations and the catalogue (pure, on text captured from guests)."""
+
+import pytest
+
+from harness.arch import ARM64, X86_64
+from harness.errors import UserError
+from harness.layout.model import Region
+from harness.layout.planner import Section, plan
+from harness.scenario import probes, walkers
+from harness.scenario.model import load_catalogue, select
+
+# /proc/iomem of the legacy-lower-half guest (Debian 6.1.192, q35, memmap=64M!0x40000000).
+IOMEM = """\
+00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+0009fc00-0009ffff : Reserved
+00100000-3fffffff : System RAM
+  01000000-01e01d31 : Kernel code
+40000000-43ffffff : Persistent Memory (legacy)
+  40000000-43ffffff : namespace0.0
+44000000-7ffdffff : System RAM
+7ffe0000-7fffffff : Reserved
+100000000-8ffffffff : PCI Bus 0000:00
+"""
+
+# /proc/zoneinfo excerpt of the same guest in fsdax mode.
+ZONEINFO = """\
+Node 0, zone    DMA32
+  pages free     440191
+        spanned  520160
+        present  507872
+  start_pfn:           4096
+Node 0, zone   Device
+  pages free     0
+        boost    0
+        spanned  16384
+        present  0
+        managed  0
+  start_pfn:           262144
+"""
+
+
+def test_iomem_parse_and_cover() -> None:
+    entries = probes.parse_iomem(IOMEM)
+    assert entries[5] == probes.IomemEntry(
+        Region(0x40000000, 64 << 20), "Persistent Memory (legacy)", 0
+    )
+    assert entries[6].depth == 1 and entries[6].name == "namespace0.0"
+    assert probes.covered(Region(0x40000000, 64 << 20), entries, ("Persistent Memory",))
+    assert probes.covered(Region(0x44000000, 64 << 20), entries, ("System RAM",))
+    assert not probes.covered(Region(0x7FFE0000, 0x20000), entries, ("System RAM",))
+    assert not probes.covered(Region(0x3FF00000, 0x200000), entries, ("Persistent Memory",))
+
+
+def test_zoneinfo_device_zone() -> None:
+    zone = probes.device_zone(probes.parse_zoneinfo(ZONEINFO))
+    assert zone == probes.Zone(0, "Device", 16384, 0, 262144)
+    assert probes.device_zone(probes.parse_zoneinfo(ZONEINFO.split("Node 0, zone   D")[0])) is None
+
+
+def lower_half() -> Section:
+    (s,) = [s for s in load_catalogue() if s.name == "legacy-lower-half"]
+    p = plan(s.layout, X86_64)
+    return next(sec for sec in p.sections if sec.collides)
+
+
+def test_fixed_kernel_answers_pass() -> None:
+    section = lower_half()
+    kpf = {
+        "runs": [
+            {"pfn": 0x40000, "n": 16384, "flags": "0x100000", "names": "NOPAGE"},
+            {"pfn": 0x44000, "n": 16384, "flags": "0x400", "names": "BUDDY"},
+        ]
+    }
+    assert walkers.check("kpageflags", kpf, section) == []
+    soft = {
+        "runs": [
+            {"pfn": 0x40000, "n": 16384, "result": "EIO"},
+            {"pfn": 0x44000, "n": 16384, "result": "ok"},
+        ]
+    }
+    assert walkers.check("soft-offline", soft, section) == []
+    summary = walkers.summary(kpf, section)
+    assert summary["device"] == {"names=NOPAGE": 16384} and summary["ram"] == {"names=BUDDY": 16384}
+
+
+def test_broken_kernel_answers_fail() -> None:
+    section = lower_half()
+    kpf = {
+        "runs": [
+            {"pfn": 0x40000, "n": 8, "flags": "0x400", "names": "BUDDY"},
+            {"pfn": 0x40008, "n": 16376, "flags": "0x100000", "names": "NOPAGE"},
+            {"pfn": 0x44000, "n": 16384, "flags": "0x100000", "names": "NOPAGE"},
+        ]
+    }
+    failures = walkers.check("kpageflags", kpf, section)
+    assert len(failures) == 2
+    assert "8 pfns break 'ZONE_DEVICE pfns must read KPF_NOPAGE" in failures[0]
+    assert "first 0x40000" in failures[0]
+    assert "16384 pfns break 'System RAM pfns" in failures[1]
+    soft = {"runs": [{"pfn": 0x40000, "n": 16384, "result": "ok"}]}
+    assert (
+        "soft offline of ZONE_DEVICE pfns must be EIO"
+        in walkers.check("soft-offline", soft, section)[0]
+    )
+    assert walkers.check("kpageflags", {"error": "/proc/kpageflags: EPERM"}, section) == [
+        "kpageflags: /proc/kpageflags: EPERM"
+    ]
+
+
+def test_catalogue_and_selection() -> None:
+    catalogue = load_catalogue()
+    assert {s.arch for s in catalogue} == {"x86_64", "arm64"}
+    assert [s.name for s in select(catalogue, None, [ARM64])] == ["dt-after-mem-limit"]
+    assert len(select(catalogue, "legacy-middle,dt-after-mem-limit", [X86_64, ARM64])) == 2
+    with pytest.raises(UserError, match="unknown scenario nope"):
+        select(catalogue, "nope", [X86_64])
+    with pytest.raises(UserError, match="does not run on arm64"):
+        select(catalogue, "legacy-middle", [ARM64])
+
+
+def test_bad_catalogue_entries(tmp_path: object) -> None:
+    from pathlib import Path
+
+    bad = Path(str(tmp_path)) / "c.toml"
+    bad.write_text(
+        '[[scenario]]\nname = "x"\narch = "x86_64"\nsummary = "s"\nmodes = ["fsdax"]\n'
+        'layout = { kind = "legacy", memory = "2G" }\n'
+    )
+    with pytest.raises(UserError, match="unknown mode 'fsdax'"):
+        load_catalogue(bad)
+    bad.write_text('[[scenario]]\nname = "x"\narch = "x86_64"\n')
+    with pytest.raises(UserError, match="missing key 'summary'"):
+        load_catalogue(bad)
