@@ -7,7 +7,8 @@ Options: ``--arch x86_64,arm64`` (tests using the ``arch`` fixture run once per 
 Fixtures: ``arch``, ``kernel``, ``guest_image``, ``prepared`` (arch → kernel and image),
 ``vm`` (a booted guest), ``vm_factory`` (boot guests with custom options).  A splat printed
 while a test runs fails the test with the splat's title and first line, unless the test is
-marked ``allow_splats`` (it then asserts on ``vm.splats()`` itself).  Tests marked ``x86_64`` or ``arm64`` run on that arch only.
+marked ``allow_splats`` (it then asserts on ``vm.splats()`` itself).  Tests marked
+``x86_64`` or ``arm64`` run on that arch only.
 """
 
 import os
