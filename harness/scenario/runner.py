@@ -198,10 +198,12 @@ class ScenarioRun:
         if absent:
             step.status, step.reason = "skipped", f"kernel lacks {', '.join(absent)}"
             return False
-        out = self._guest(step, f"ndctl create-namespace -f -e {NAMESPACE} {mode.ndctl}")
+        command = f"ndctl create-namespace -f -e {NAMESPACE} {mode.ndctl}"
+        out = self._guest(step, self._racing(command))
         if out is None:
             return False
         step.data["ndctl"] = json.loads(out) if out.strip().startswith("{") else out
+        step.data["racing_walks"] = self._race_count(step)
         zones = self._guest(step, "cat /proc/zoneinfo")
         if zones is None:
             return False
@@ -273,7 +275,20 @@ class ScenarioRun:
         """Disables the namespace: its pages are unmapped (memunmap_pages), the section's
         memmap is cleaned up, and the walkers get to visit what is left."""
         with self._step("teardown") as step:
-            return self._guest(step, f"ndctl disable-namespace {NAMESPACE}") is not None
+            ok = self._guest(step, self._racing(f"ndctl disable-namespace {NAMESPACE}"))
+            step.data["racing_walks"] = self._race_count(step)
+            return ok is not None
+
+    def _racing(self, command: str) -> str:
+        """``command`` with walkers looping over the first shared section while it runs."""
+        section = next((s for s in self.plan.sections if s.collides), None)
+        if section is None or not {"kpageflags", "soft-offline"} <= set(self.walkers):
+            return command
+        return f"mh-race {section.start // 4096} {self.plan.section_size // 4096} {command}"
+
+    def _race_count(self, step: Step) -> int | None:
+        out = self._guest(step, "cat /tmp/mh-race.json 2>/dev/null || echo '{}'")
+        return json.loads(out).get("walks") if out else None
 
     def skip_unsupported_walkers(self) -> None:
         """One skipped step per walker the kernel cannot run (not one per mode)."""
