@@ -177,7 +177,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(summary.to_json(results) + "\n")
     if args.html:
         Path(args.html).write_text(summary.to_html(results))
-    return 0 if all(r.outcome == Outcome.PASS for r in results) else 1
+    return run_exit_code([r.outcome for r in results])
+
+
+def run_exit_code(outcomes: list[Outcome]) -> int:
+    """`git bisect run` semantics: 1 if any scenario failed (a known bug showing is a failure:
+    the bug is there), 125 if none could run, else 0.  Skips are listed, never passes."""
+    ran = [o for o in outcomes if o != Outcome.SKIPPED]
+    if any(o != Outcome.PASS for o in ran):
+        return 1
+    return 0 if ran else 125
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
@@ -245,6 +254,20 @@ def cmd_layout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kernel_build(args: argparse.Namespace) -> int:
+    from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel
+    from harness.kernel.source import debian_source, user_source
+
+    arch = get_arch(args.arch)
+    if args.commit and not args.src:
+        raise UserError("--commit needs --src: the git tree the commit is in")
+    fragments = args.fragment if args.fragment else list(DEFAULT_FRAGMENTS)
+    source = user_source(Path(args.src), args.commit) if args.src else debian_source()
+    out = build_kernel(arch, source, fragments, config_only=args.config_only, jobs=args.jobs)
+    print(out)
+    return 0
+
+
 def cmd_update(args: argparse.Namespace) -> int:
     from harness.debian import DebianArchive
 
@@ -308,6 +331,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="scenario catalogue TOML (default: the built-in one)",
     )
     layout.set_defaults(func=cmd_layout)
+
+    kernel = sub.add_parser("kernel", help="build test kernels")
+    kernel_sub = kernel.add_subparsers(dest="kernel_cmd", required=True)
+    build = kernel_sub.add_parser("build", help="build a kernel from kconfigs/ fragments")
+    build.add_argument("--arch", default="x86_64")
+    build.add_argument("--src", metavar="DIR", help="kernel tree (default: Debian linux-source)")
+    build.add_argument("--commit", metavar="REV", help="build this commit of the --src git tree")
+    build.add_argument(
+        "--fragment",
+        action="append",
+        default=[],
+        metavar="NAME|PATH",
+        help="kconfigs/ topic or fragment file (repeatable; default: "
+        "zone-device, hotplug, memory-failure, debug-vm)",
+    )
+    build.add_argument(
+        "--config-only", action="store_true", help="stop after the validated .config"
+    )
+    build.add_argument("--jobs", type=int, help="make -j (default: the core count)")
+    build.set_defaults(func=cmd_kernel_build)
 
     update = sub.add_parser("update", help="refresh the Debian package lists in the cache")
     update.add_argument("--arch", default=",".join(ARCHES))

@@ -8,12 +8,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.outcome import Outcome, decide
 from harness.splat import Splat
 from harness.vm.channel import CommandResult
 from harness.vm.machine import VM
+
+if TYPE_CHECKING:
+    from harness.kernel import Kernel
 
 
 @dataclass
@@ -107,3 +110,27 @@ def artifacts_dir(root: Path, name: str, arch: str) -> Path:
         path = base.with_name(f"{base.name}-{n}")
     path.mkdir(parents=True)
     return path
+
+
+def skipped_result(
+    name: str, kernel: "Kernel", reason: str, reproducer: str, artifacts: Path
+) -> RunResult:
+    """A run that did not start, for a reason the report must show (never a pass)."""
+    result = RunResult(
+        name=name,
+        outcome=Outcome.SKIPPED,
+        reason=reason,
+        artifacts=artifacts,
+        machine={
+            "arch": kernel.arch.name,
+            "boot_seconds": None,
+            "kernel": {"release": kernel.release, "origin": kernel.origin},
+        },
+        splats=[],
+        commands=[],
+        reproducer=reproducer,
+        seconds=0.0,
+        details={"scenario": name, "skipped": [f"scenario: {reason}"]},
+    )
+    write_result(result)
+    return result

@@ -21,22 +21,31 @@ def row(result: RunResult) -> dict[str, Any]:
         "splats": [s.title for s in result.splats],
         "skipped": details.get("skipped", []),
         "failures": details.get("failures", []),
+        "known_bug": details.get("known_bug"),
+        "known_bug_reproduced": bool(details.get("known_bug_reproduced")),
         "artifacts": str(result.artifacts),
         "reproducer": result.reproducer,
     }
 
 
 def table(results: list[RunResult]) -> str:
-    header = f"{'scenario':<24} {'arch':<7} {'outcome':<15} {'time':>6}  {'sections':<9} detail"
+    width = max([len("scenario"), *(len(r.name) for r in results)])
+    header = (
+        f"{'scenario':<{width}} {'arch':<7} {'outcome':<15} {'time':>6}  {'sections':<9} detail"
+    )
     lines = [header, "-" * len(header)]
     for r in results:
         d = row(r)
         sections = ",".join(str(n) for n in d["collision_sections"]) or "-"
-        detail = "" if r.outcome == Outcome.PASS else r.reason
-        if r.outcome == Outcome.PASS and d["skipped"]:
+        detail = "" if r.outcome in (Outcome.PASS, Outcome.SKIPPED) else r.reason
+        if d["known_bug_reproduced"]:
+            detail = f"known bug reproduced: {r.reason}"
+        elif r.outcome == Outcome.PASS and d["skipped"]:
             detail = f"{len(d['skipped'])} step(s) skipped"
+        elif r.outcome == Outcome.SKIPPED:
+            detail = "see SKIPPED below"
         lines.append(
-            f"{d['scenario']:<24} {d['arch']:<7} {d['outcome']:<15} "
+            f"{d['scenario']:<{width}} {d['arch']:<7} {d['outcome']:<15} "
             f"{d['seconds']:>5.1f}s  {sections:<9} {detail}"
         )
     skipped = [
@@ -44,10 +53,10 @@ def table(results: list[RunResult]) -> str:
     ]
     if skipped:
         lines.append("")
-        lines.append(f"SKIPPED ({len(skipped)} steps did not run; they are not passes):")
+        lines.append(f"SKIPPED ({len(skipped)} did not run; they are not passes):")
         for name, arch, step in skipped:
             lines.append(f"  {name} {arch}: {step}")
-    bad = [r for r in results if r.outcome != Outcome.PASS]
+    bad = [r for r in results if r.outcome not in (Outcome.PASS, Outcome.SKIPPED)]
     if bad:
         lines.append("")
         for r in bad:

@@ -51,6 +51,9 @@ class Scenario:
     modes: tuple[str, ...] = DEFAULT_MODES
     walkers: tuple[str, ...] = DEFAULT_WALKERS
     teardown: bool = True
+    requires: tuple[str, ...] = ()  # kernel options without which the scenario is skipped
+    poison: bool = False  # hwpoison free RAM pages of each shared section before teardown
+    known_bug: str | None = None  # the splat title this scenario reproduces on a buggy kernel
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Scenario":
@@ -64,6 +67,9 @@ class Scenario:
                 modes=tuple(data.get("modes", DEFAULT_MODES)),
                 walkers=tuple(data.get("walkers", DEFAULT_WALKERS)),
                 teardown=bool(data.get("teardown", True)),
+                requires=tuple(data.get("requires", ())),
+                poison=bool(data.get("poison", False)),
+                known_bug=data.get("known_bug"),
             )
         except KeyError as exc:
             raise UserError(f"scenario {name}: missing key {exc}") from None

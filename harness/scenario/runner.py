@@ -21,7 +21,7 @@ from harness.layout.model import Region
 from harness.layout.planner import RAM, Plan, plan, render
 from harness.outcome import Facts, Outcome, decide
 from harness.qemu.argv import machine_args
-from harness.result import RunResult, artifacts_dir, finish_run
+from harness.result import RunResult, artifacts_dir, finish_run, skipped_result
 from harness.scenario import probes
 from harness.scenario import walkers as walk
 from harness.scenario.model import MODES, Mode, Scenario
@@ -30,6 +30,7 @@ from harness.vm.dtb import dtb_with_nodes
 from harness.vm.machine import VM, VMOptions, require_qemu
 
 NAMESPACE = "namespace0.0"
+POISON_STRIDE = 4096  # a handful of pages per section is enough to leave poison behind
 PROBE_TIMEOUT = 60.0
 WALK_TIMEOUT = 180.0
 
@@ -279,6 +280,21 @@ class ScenarioRun:
             step.data["racing_walks"] = self._race_count(step)
             return ok is not None
 
+    def poison(self) -> None:
+        """hwpoisons a few free RAM pages of each shared section and leaves them poisoned, so
+        the teardown that follows runs with num_poisoned_pages > 0."""
+        with self._step("poison") as step:
+            for section in self.plan.sections:
+                if section.collides and self.alive:
+                    start, count = section.start // 4096, self.plan.section_size // 4096
+                    out = self._guest(
+                        step, f"mh-walk hwpoison {start} {count} {POISON_STRIDE} keep"
+                    )
+                    if out is not None:
+                        step.data[f"section {section.number}"] = walk.summary(
+                            json.loads(out), section
+                        )
+
     def _racing(self, command: str) -> str:
         """``command`` with walkers looping over the first shared section while it runs."""
         section = next((s for s in self.plan.sections if s.collides), None)
@@ -313,6 +329,8 @@ class ScenarioRun:
             if self.switch(MODES[name]):
                 self.walk_all(name)
                 self.madvise_all(MODES[name])
+        if self.scenario.poison and self.alive:
+            self.poison()
         if self.scenario.teardown and self.alive and self.teardown():
             self.walk_all("after teardown")
 
@@ -336,17 +354,28 @@ def run_scenario(
     accel: str = "tcg",
     kernel_spec: str | None = None,
 ) -> RunResult:
-    layout_plan, options = prepare(scenario, kernel, accel)
-    options.reproducer = reproducer("run", kernel.arch, kernel_spec, "--scenario", scenario.name)
-    started = time.monotonic()
+    repro = reproducer("run", kernel.arch, kernel_spec, "--scenario", scenario.name)
     artifacts = artifacts_dir(artifacts_root, scenario.name, kernel.arch.name)
+    absent = missing_options(kernel, scenario.requires)
+    if absent:
+        reason = (
+            f"kernel {kernel.release} lacks {', '.join(absent)}: build one with "
+            "`memharness kernel build` and pass it with --kernel"
+        )
+        return skipped_result(scenario.name, kernel, reason, repro, artifacts)
+    layout_plan, options = prepare(scenario, kernel, accel)
+    options.reproducer = repro
+    started = time.monotonic()
     (artifacts / "layout.txt").write_text(render(layout_plan) + "\n")
     run = None
     with VM(kernel, image, artifacts, options) as vm:
         if vm.ready:
             run = ScenarioRun(scenario, kernel, vm, layout_plan)
             run.run()
-    details = run.details() if run else {"scenario": scenario.name}
+    details: dict[str, Any] = run.details() if run else {"scenario": scenario.name}
+    if scenario.known_bug:
+        details["known_bug"] = scenario.known_bug
+        details["known_bug_reproduced"] = any(s.title == scenario.known_bug for s in vm.splats())
     facts = vm.facts()
     if run and run.failures and not facts.failed_command:
         facts = Facts(facts.splats, facts.hang, facts.infra, f"check failed: {run.failures[0]}")

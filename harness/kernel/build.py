@@ -1,0 +1,277 @@
+"""`memharness kernel build`: a test kernel from a source tree and kconfigs/ fragments.
+
+tinyconfig for the arch, then merge_config.sh with the fragments, then olddefconfig; every
+option a fragment asked for must survive (KUnit's check): a dropped option stops the build
+with its name and what it depends on.  The build runs out of tree (O=) in the cache, with
+ccache when installed and -j from the core count; its directory holds the build log, vmlinux
+(for stack decoding), the .config and a kernel.json manifest, so `--kernel DIR` boots it.
+A second build with the same sources and fragments does nothing.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import proc
+from harness.arch import ArchProfile
+from harness.cache import digest
+from harness.errors import InfraError, UserError
+from harness.kernel import Kernel
+from harness.kernel.kconfig import Requirement, fragment_requirements, missing, parse_config
+from harness.kernel.local import MANIFEST
+from harness.kernel.source import Source
+from harness.paths import KCONFIGS, cache_root
+
+DEFAULT_FRAGMENTS = ("zone-device", "hotplug", "memory-failure", "debug-vm")
+BUILD_TIMEOUT = 4 * 3600.0
+HOST_TOOLS = {"make": "make", "bc": "bc", "bison": "bison", "flex": "flex", "perl": "perl"}
+COMPILER_PACKAGE = {"x86_64": "gcc", "arm64": "gcc-aarch64-linux-gnu"}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    arch: ArchProfile
+    source: Source
+    fragments: tuple[Path, ...]  # in merge order, arch parts included
+
+    @property
+    def key(self) -> str:
+        """What the result depends on: sources, fragment contents, arch."""
+        return digest(
+            self.arch.name, self.source.identity, [(f.name, f.read_text()) for f in self.fragments]
+        )[:24]
+
+    @property
+    def directory(self) -> Path:
+        """The O= directory: stable per user tree (incremental), per version otherwise."""
+        where = str(self.source.path) if self.source.user_tree else self.source.identity
+        names = [f.name for f in self.fragments]
+        return cache_root() / "builds" / f"{self.arch.name}-{digest(where, names)[:16]}"
+
+
+def fragment_files(names: list[str], arch: ArchProfile) -> tuple[Path, ...]:
+    """base + the named topics (each followed by its arch part), or fragment file paths."""
+    files: list[Path] = []
+    for name in ["base", *names]:
+        path = Path(name)
+        if path.suffix == ".config" and path.is_file():
+            files.append(path.resolve())
+            continue
+        generic, specific = KCONFIGS / f"{name}.config", KCONFIGS / arch.name / f"{name}.config"
+        if not generic.is_file() and not specific.is_file():
+            topics = sorted(p.stem for p in KCONFIGS.glob("*.config") if p.stem != "base")
+            raise UserError(
+                f"fragment {name!r} not found: use one of {', '.join(topics)} or "
+                "a path to a .config fragment"
+            )
+        files += [f for f in (generic, specific) if f.is_file()]
+    return tuple(dict.fromkeys(files))
+
+
+def check_host(arch: ArchProfile) -> list[str]:
+    """The make variables for ``arch``; refuses (one line) when a build tool is missing."""
+    for tool, package in HOST_TOOLS.items():
+        proc.require_tool(tool, package)
+    proc.require_tool(arch.cc, COMPILER_PACKAGE.get(arch.name, "gcc"))
+    variables = [f"ARCH={arch.kernel_arch}"]
+    if arch.cross_compile:
+        variables.append(f"CROSS_COMPILE={arch.cross_compile}")
+    if shutil.which("ccache"):
+        variables += [f"CC=ccache {arch.cc}", "HOSTCC=ccache gcc"]
+    return variables
+
+
+def explain_dropped(source: Path, dropped: list[Requirement], config: dict[str, str]) -> str:
+    """Each dropped option with the dependencies its Kconfig entry names, and their values."""
+    parts = []
+    for req in dropped:
+        name = req.option.removeprefix("CONFIG_")
+        deps = kconfig_depends(source, name)
+        unmet = [d for d in deps if not _dependency_met(d, config)]
+        shown = "; ".join(unmet or deps) or "no Kconfig entry for this arch"
+        parts.append(f"{req} (now {config.get(req.option, 'n')}; depends on: {shown})")
+    return ", ".join(parts)
+
+
+def kconfig_depends(source: Path, name: str) -> list[str]:
+    """The 'depends on' lines of ``config NAME`` in the tree's Kconfig files."""
+    found: list[str] = []
+    pattern = re.compile(rf"^\s*(?:menu)?config {re.escape(name)}\s*$")
+    for kconfig in list(source.glob("**/Kconfig*"))[:20000]:
+        lines = kconfig.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if not pattern.match(line):
+                continue
+            for following in lines[i + 1 : i + 40]:
+                if re.match(
+                    r"^\s*(?:menu)?config \w+|^\s*(?:if|endif|menu|endmenu|choice)\b", following
+                ):
+                    break
+                m = re.match(r"^\s*depends on\s+(.*)$", following)
+                if m:
+                    found.append(m.group(1).strip())
+    return list(dict.fromkeys(found))
+
+
+def _dependency_met(expression: str, config: dict[str, str]) -> bool:
+    """A rough evaluation (&&, ||, !, symbols) good enough to point at what is missing."""
+    expr = re.sub(
+        r"\b([A-Z][A-Z0-9_]+)\b",
+        lambda m: "True" if config.get(f"CONFIG_{m.group(1)}", "n") in ("y", "m") else "False",
+        expression,
+    )
+    expr = expr.replace("&&", " and ").replace("||", " or ").replace("!", " not ")
+    expr = re.sub(r"\s*=\s*(?:y|m)\b", "", expr)
+    try:
+        return bool(eval(expr, {"__builtins__": {}}, {}))
+    except Exception:
+        return False
+
+
+def configure(request: BuildRequest, variables: list[str]) -> dict[str, str]:
+    """Writes and validates O=/.config; returns the parsed result."""
+    out = request.directory
+    out.mkdir(parents=True, exist_ok=True)
+    make = ["make", "-C", str(request.source.path), f"O={out}", *variables]
+    proc.run([*make, "tinyconfig"], timeout=600, what="make tinyconfig")
+    merge = request.source.path / "scripts" / "kconfig" / "merge_config.sh"
+    env = dict(os.environ)
+    for variable in variables:
+        name, _, value = variable.partition("=")
+        if name in ("ARCH", "CROSS_COMPILE"):
+            env[name] = value
+    proc.run(
+        [
+            "sh",
+            str(merge),
+            "-m",
+            "-O",
+            str(out),
+            str(out / ".config"),
+            *map(str, request.fragments),
+        ],
+        timeout=600,
+        cwd=request.source.path,
+        env=env,
+        what="merge_config.sh",
+    )
+    proc.run([*make, "olddefconfig"], timeout=600, what="make olddefconfig")
+    config = parse_config((out / ".config").read_text())
+    wanted = [r for f in request.fragments for r in fragment_requirements(f.read_text())]
+    dropped = missing(config, wanted)
+    if dropped:
+        why = explain_dropped(request.source.path, dropped, config)
+        raise UserError(
+            f"{len(dropped)} option(s) did not survive olddefconfig for {request.arch.name}: "
+            f"{why}: add what they depend on to a fragment"
+        )
+    return config
+
+
+def build_kernel(
+    arch: ArchProfile,
+    source: Source,
+    fragment_names: list[str],
+    config_only: bool = False,
+    jobs: int | None = None,
+) -> Path:
+    """Builds (or finds up to date) and returns the build directory, usable as --kernel."""
+    variables = check_host(arch)
+    request = BuildRequest(arch, source, fragment_files(fragment_names, arch))
+    out = request.directory
+    manifest = out / MANIFEST
+    if manifest.is_file() and not config_only:
+        existing = Kernel.load(manifest)
+        if existing.identity == f"build-{request.key}":
+            _say(f"{arch.name} kernel is up to date: {out}")
+            return out
+    _say(
+        f"configuring {arch.name} kernel from {source.origin} with "
+        f"{', '.join(f.name for f in request.fragments)}"
+    )
+    config = configure(request, variables)
+    if config_only:
+        _say(f"configuration validated: {out / '.config'}")
+        return out
+    manifest.unlink(missing_ok=True)
+    target = Path(arch.kernel_image).name
+    targets = [target, "vmlinux"] + (["modules"] if "=m" in (out / ".config").read_text() else [])
+    jobs = jobs or os.cpu_count() or 1
+    log = out / "build.log"
+    _make(
+        ["make", "-C", str(source.path), f"O={out}", *variables, f"-j{jobs}", *targets], log, arch
+    )
+    release = (out / "include" / "config" / "kernel.release").read_text().strip()
+    modules_root = None
+    if "modules" in targets:
+        modules_root = out / "modroot"
+        shutil.rmtree(modules_root, ignore_errors=True)
+        proc.run(
+            [
+                "make",
+                "-C",
+                str(source.path),
+                f"O={out}",
+                *variables,
+                f"INSTALL_MOD_PATH={modules_root}",
+                "modules_install",
+            ],
+            timeout=1800,
+            what="make modules_install",
+        )
+    vmlinux = out / "vmlinux"
+    pvh = arch.name == "x86_64" and config.get("CONFIG_PVH") == "y"
+    kernel = Kernel(
+        arch=arch,
+        release=release,
+        boot_image=vmlinux if pvh else out / arch.kernel_image,
+        boot_kind="pvh" if pvh else Path(arch.kernel_image).name,
+        origin=f"built from {source.origin} with {', '.join(fragment_names) or 'base'}",
+        identity=f"build-{request.key}",
+        modules_root=modules_root,
+        config=out / ".config",
+        vmlinux=vmlinux,
+        build_dir=out,
+    )
+    kernel.save(manifest)
+    _say(f"built {arch.name} kernel {release}: {out}")
+    return out
+
+
+def _make(argv: list[str], log: Path, arch: ArchProfile) -> None:
+    """Runs the build with its output in build.log and a progress line every 30 s."""
+    start = time.monotonic()
+    with log.open("w") as out:
+        child = proc.spawn(argv, stdout=out.fileno(), stderr=subprocess.STDOUT)
+        try:
+            while True:
+                try:
+                    code = child.wait(30)
+                    break
+                except subprocess.TimeoutExpired:
+                    steps = sum(
+                        1
+                        for ln in log.read_text(errors="replace").splitlines()
+                        if ln.startswith("  CC")
+                    )
+                    _say(
+                        f"building {arch.name}: {steps} files compiled, "
+                        f"{time.monotonic() - start:.0f} s"
+                    )
+                    if time.monotonic() - start > BUILD_TIMEOUT:
+                        raise InfraError(f"kernel build exceeded {BUILD_TIMEOUT:.0f} s") from None
+        finally:
+            proc.kill(child)
+    if code != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise InfraError(f"kernel build failed (exit {code}); {log}: {' | '.join(tail)}")
+    _say(f"{arch.name} build finished in {time.monotonic() - start:.0f} s")
+
+
+def _say(message: str) -> None:
+    print(f"memharness: {message}", file=sys.stderr, flush=True)
