@@ -104,6 +104,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 def cmd_splats(args: argparse.Namespace) -> int:
     from harness.splat import parse_log
+    from harness.splat.symbolize import Location, decode
 
     reports: list[tuple[str, list[Splat]]] = []
     for name in args.files:
@@ -111,23 +112,48 @@ def cmd_splats(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise UserError(f"{path} does not exist: pass console log files")
         reports.append((str(path), parse_log(path.read_text(errors="replace"))))
+    located: dict[str, list[Location]] = {}
+    if args.vmlinux:
+        arch = get_arch(args.arch)
+        for _, splats in reports:
+            located.update(decode(splats, Path(args.vmlinux), arch))
     if args.json:
         keys = ("title", "kind", "corrupted", "frame", "text")
-        print(
-            json.dumps(
-                [
-                    {"file": f, "splats": [{k: getattr(s, k) for k in keys} for s in sp]}
-                    for f, sp in reports
+        data = [
+            {
+                "file": f,
+                "splats": [
+                    {
+                        **{k: getattr(s, k) for k in keys},
+                        **(
+                            {
+                                "locations": [
+                                    {
+                                        "frame": loc.frame,
+                                        "address": f"{loc.address:#x}",
+                                        "where": list(loc.where),
+                                    }
+                                    for loc in located[s.title]
+                                ]
+                            }
+                            if s.title in located
+                            else {}
+                        ),
+                    }
+                    for s in sp
                 ],
-                indent=2,
-            )
-        )
+            }
+            for f, sp in reports
+        ]
+        print(json.dumps(data, indent=2))
         return 0
     for file, splats in reports:
         print(f"{file}: {len(splats)} splat(s)")
         for s in splats:
             flag = " [corrupted]" if s.corrupted else ""
             print(f"  {s.kind:<14} {s.title}{flag}")
+            for loc in located.get(s.title, []):
+                print(f"      {loc.frame:<40} {' <- '.join(loc.where) or '(no debug info)'}")
     return 0
 
 
@@ -294,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     splats = sub.add_parser("splats", help="find kernel splats in console logs")
     splats.add_argument("files", nargs="+", metavar="FILE")
     splats.add_argument("--json", action="store_true")
+    splats.add_argument(
+        "--vmlinux", metavar="PATH", help="decode stack frames to file:line with this vmlinux"
+    )
+    splats.add_argument("--arch", default="x86_64", help="the vmlinux's arch")
     splats.set_defaults(func=cmd_splats)
 
     run = sub.add_parser("run", help="the main job: run the scenario catalogue, print a table")

@@ -47,6 +47,11 @@ class BuildRequest:
         )[:24]
 
     @property
+    def config_key(self) -> str:
+        """What the .config depends on besides the tree's Kconfig files."""
+        return digest(self.arch.name, [(f.name, f.read_text()) for f in self.fragments])
+
+    @property
     def directory(self) -> Path:
         """The O= directory: stable per user tree (incremental), per version otherwise."""
         where = str(self.source.path) if self.source.user_tree else self.source.identity
@@ -190,11 +195,17 @@ def build_kernel(
         if existing.identity == f"build-{request.key}":
             _say(f"{arch.name} kernel is up to date: {out}")
             return out
-    _say(
-        f"configuring {arch.name} kernel from {source.origin} with "
-        f"{', '.join(f.name for f in request.fragments)}"
-    )
-    config = configure(request, variables)
+    stamp = out / ".memharness-config"
+    if stamp.is_file() and stamp.read_text() == request.config_key and not config_only:
+        # Same fragments, same arch: the .config stands; make re-syncs it if Kconfig changed.
+        config = parse_config((out / ".config").read_text())
+    else:
+        _say(
+            f"configuring {arch.name} kernel from {source.origin} with "
+            f"{', '.join(f.name for f in request.fragments)}"
+        )
+        config = configure(request, variables)
+        stamp.write_text(request.config_key)
     if config_only:
         _say(f"configuration validated: {out / '.config'}")
         return out

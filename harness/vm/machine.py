@@ -19,7 +19,7 @@ from typing import Any, TextIO, cast
 
 from harness import proc
 from harness.arch import ArchProfile
-from harness.errors import InfraError
+from harness.errors import InfraError, MemharnessError
 from harness.image.builder import GuestImage
 from harness.kernel import Kernel
 from harness.outcome import Facts
@@ -391,9 +391,25 @@ class VM:
         }
 
     def write_splats(self) -> None:
-        (self.artifacts / "splats.json").write_text(
-            json.dumps([s.to_json() for s in self.stream.splats], indent=2) + "\n"
-        )
+        """splats.json; with the kernel's vmlinux at hand, each frame decoded to file:line."""
+        splats = self.stream.splats
+        located: dict[str, list[Any]] = {}
+        vmlinux = self.kernel.vmlinux
+        if splats and vmlinux is not None and vmlinux.is_file():
+            from harness.splat.symbolize import decode
+
+            try:
+                located = {
+                    title: [{"frame": loc.frame, "where": list(loc.where)} for loc in locs]
+                    for title, locs in decode(splats, vmlinux, self.arch).items()
+                }
+            except MemharnessError as exc:
+                located = {s.title: [{"error": str(exc)}] for s in splats}
+        data = [
+            {**s.to_json(), **({"locations": located[s.title]} if s.title in located else {})}
+            for s in splats
+        ]
+        (self.artifacts / "splats.json").write_text(json.dumps(data, indent=2) + "\n")
 
 
 def require_qemu(arch: ArchProfile) -> str:
