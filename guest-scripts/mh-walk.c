@@ -184,7 +184,9 @@ static int write_str(const char *path, const char *text)
 	}
 	if (fd < 0)
 		return EMFILE;
-	ssize_t n = pwrite(fd, text, strlen(text), 0);
+	/* debugfs attributes are not seekable (pwrite gives ESPIPE); rewind what can be. */
+	(void)lseek(fd, 0, SEEK_SET);
+	ssize_t n = write(fd, text, strlen(text));
 	return n < 0 ? errno : 0;
 }
 
@@ -201,7 +203,14 @@ static const char *errname(int err)
 	case ENOMEM: return "ENOMEM";
 	case EHWPOISON: return "EHWPOISON";
 	case EFAULT: return "EFAULT";
-	default: return "other";
+	case ESPIPE: return "ESPIPE";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
+	case ENOSYS: return "ENOSYS";
+	default: {
+		static char buf[32];
+		snprintf(buf, sizeof(buf), "errno%d", err);
+		return buf;
+	}
 	}
 }
 

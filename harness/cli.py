@@ -236,8 +236,9 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    width = max(len(s.name) for s in catalogue)
     for s in catalogue:
-        print(f"{s.name:<24} {s.arch:<7} {s.summary}")
+        print(f"{s.name:<{width}}  {s.arch:<7} {s.summary}")
     return 0
 
 
@@ -281,13 +282,15 @@ def cmd_layout(args: argparse.Namespace) -> int:
 
 
 def cmd_kernel_build(args: argparse.Namespace) -> int:
-    from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel
+    from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel, check_host, fragment_files
     from harness.kernel.source import debian_source, user_source
 
     arch = get_arch(args.arch)
     if args.commit and not args.src:
         raise UserError("--commit needs --src: the git tree the commit is in")
     fragments = args.fragment if args.fragment else list(DEFAULT_FRAGMENTS)
+    check_host(arch)  # tools and fragments first: one line, before any download
+    fragment_files(fragments, arch)
     source = user_source(Path(args.src), args.commit) if args.src else debian_source()
     out = build_kernel(arch, source, fragments, config_only=args.config_only, jobs=args.jobs)
     print(out)

@@ -66,29 +66,38 @@ def command_json(c: CommandResult) -> dict[str, Any]:
 
 
 def finish_run(
-    vm: VM,
+    vms: "VM | list[VM]",
     name: str,
     reproducer: str,
     started: float,
     details: dict[str, Any] | None = None,
     override: tuple[Outcome, str] | None = None,
+    artifacts: Path | None = None,
 ) -> RunResult:
-    """Decides the outcome of a stopped VM and writes the artifacts."""
-    outcome, reason = override or decide(vm.facts())
+    """Decides the outcome of stopped VMs (one run, possibly several boots) and writes the
+    artifacts (into ``artifacts``, by default the first VM's directory)."""
+    boots = vms if isinstance(vms, list) else [vms]
+    first = boots[0]
+    outcome, reason = override or decide(first.facts())
+    splats = [s for vm in boots for s in vm.splats()]
+    machine = first.summary()
+    if len(boots) > 1:
+        machine["boots"] = [vm.summary() for vm in boots]
     result = RunResult(
         name=name,
         outcome=outcome,
         reason=reason,
-        artifacts=vm.artifacts,
-        machine=vm.summary(),
-        splats=vm.splats(),
-        commands=list(vm.state.commands),
+        artifacts=artifacts or first.artifacts,
+        machine=machine,
+        splats=list({s.title: s for s in reversed(splats)}.values())[::-1],
+        commands=[c for vm in boots for c in vm.state.commands],
         reproducer=reproducer,
         seconds=time.monotonic() - started,
         details=details or {},
     )
     write_result(result)
-    vm.write_splats()
+    for vm in boots:
+        vm.write_splats()
     return result
 
 

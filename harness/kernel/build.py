@@ -200,10 +200,11 @@ def build_kernel(
         # Same fragments, same arch: the .config stands; make re-syncs it if Kconfig changed.
         config = parse_config((out / ".config").read_text())
     else:
-        _say(
-            f"configuring {arch.name} kernel from {source.origin} with "
-            f"{', '.join(f.name for f in request.fragments)}"
-        )
+        names = [
+            str(f.relative_to(KCONFIGS)) if f.is_relative_to(KCONFIGS) else str(f)
+            for f in request.fragments
+        ]
+        _say(f"configuring {arch.name} kernel from {source.origin} with {', '.join(names)}")
         config = configure(request, variables)
         stamp.write_text(request.config_key)
     if config_only:

@@ -54,6 +54,7 @@ class Scenario:
     requires: tuple[str, ...] = ()  # kernel options without which the scenario is skipped
     poison: bool = False  # hwpoison free RAM pages of each shared section before teardown
     known_bug: str | None = None  # the splat title this scenario reproduces on a buggy kernel
+    seed_modes: bool = False  # one boot per mode, configured before any driver maps the pmem
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Scenario":
@@ -70,6 +71,7 @@ class Scenario:
                 requires=tuple(data.get("requires", ())),
                 poison=bool(data.get("poison", False)),
                 known_bug=data.get("known_bug"),
+                seed_modes=bool(data.get("seed_modes", False)),
             )
         except KeyError as exc:
             raise UserError(f"scenario {name}: missing key {exc}") from None

@@ -19,17 +19,20 @@ from harness.kernel import Kernel
 from harness.kernel.kconfig import Requirement
 from harness.layout.model import Region
 from harness.layout.planner import RAM, Plan, plan, render
-from harness.outcome import Facts, Outcome, decide
+from harness.outcome import Facts, decide
 from harness.qemu.argv import machine_args
 from harness.result import RunResult, artifacts_dir, finish_run, skipped_result
 from harness.scenario import probes
 from harness.scenario import walkers as walk
 from harness.scenario.model import MODES, Mode, Scenario
 from harness.session import reproducer
+from harness.splat.parser import dedupe
 from harness.vm.dtb import dtb_with_nodes
 from harness.vm.machine import VM, VMOptions, require_qemu
 
 NAMESPACE = "namespace0.0"
+DEVICE_IOMEM_NAMES = ("Persistent Memory", "pmem", "namespace", "dax")  # what claims pmem
+PMEM_DRIVERS = ("nd_pmem", "dax_pmem", "device_dax")  # bind namespaces: loaded after seeding
 POISON_STRIDE = 4096  # a handful of pages per section is enough to leave poison behind
 PROBE_TIMEOUT = 60.0
 WALK_TIMEOUT = 180.0
@@ -79,7 +82,15 @@ def prepare(scenario: Scenario, kernel: Kernel, accel: str) -> tuple[Plan, VMOpt
 
 
 class ScenarioRun:
-    def __init__(self, scenario: Scenario, kernel: Kernel, vm: VM, layout_plan: Plan) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        kernel: Kernel,
+        vm: VM,
+        layout_plan: Plan,
+        seeded: Mode | None = None,
+    ) -> None:
+        self.seeded = seeded  # configure this mode before any driver binds (one mode per boot)
         self.scenario = scenario
         self.kernel = kernel
         self.vm = vm
@@ -132,11 +143,13 @@ class ScenarioRun:
         for name in self.walkers:
             wanted += walk.WALKERS[name].modules
         wanted += [m for mapping in walk.MAPPINGS.values() for m in mapping.modules]
+        if self.seeded is not None:
+            wanted = [m for m in wanted if m not in PMEM_DRIVERS]  # loaded once seeded
         loadable = [m for m in dict.fromkeys(wanted) if m in self.vm.image.modules]
         step.data["loaded"] = loadable
         if loadable:
             self._guest(step, "for m in " + " ".join(loadable) + "; do modprobe $m || exit 1; done")
-        self._guest(step, f"mh-wait 20 sh -c 'ndctl list -N | grep -q {NAMESPACE}'")
+        self._guest(step, f"mh-wait 20 sh -c 'ndctl list -Ni | grep -q {NAMESPACE}'")
 
     def verify_layout(self) -> None:
         """The guest's iomem and memory blocks must show the planned layout."""
@@ -177,7 +190,7 @@ class ScenarioRun:
                     "its System RAM part did not come up",
                 )
         for region in self.plan.device:
-            if not probes.covered(region, entries, ("Persistent Memory", "pmem", "namespace")):
+            if not probes.covered(region, entries, DEVICE_IOMEM_NAMES):
                 self._fail(step, f"/proc/iomem shows no persistent memory at {region}")
         for section in self.plan.sections:
             if not section.collides:
@@ -205,6 +218,10 @@ class ScenarioRun:
             return False
         step.data["ndctl"] = json.loads(out) if out.strip().startswith("{") else out
         step.data["racing_walks"] = self._race_count(step)
+        return self._check_zone(step, mode)
+
+    def _check_zone(self, step: Step, mode: Mode) -> bool:
+        """In a ZONE_DEVICE mode, the Device zone must span the layout's pmem."""
         zones = self._guest(step, "cat /proc/zoneinfo")
         if zones is None:
             return False
@@ -218,6 +235,35 @@ class ScenarioRun:
                 f"layout has {device_pages} pages of pmem: no ZONE_DEVICE mapping",
             )
         return step.status == "passed"
+
+    def seed(self, mode: Mode) -> bool:
+        """Gives the namespace its mode through the region's pfn or dax seed, then loads the
+        drivers: the pages are mapped once, in that mode, with nothing torn down first."""
+        with self._step(f"mode {mode.name} (seeded)") as step:
+            absent = missing_options(self.kernel, mode.requires)
+            if absent:
+                step.status, step.reason = "skipped", f"kernel lacks {', '.join(absent)}"
+                return False
+            kind = "dax" if mode.mapping == "devdax" else "pfn"
+            drivers = " ".join(
+                m
+                for m in (("dax_pmem", "device_dax") if kind == "dax" else ("nd_pmem",))
+                if m in self.vm.image.modules
+            )
+            device = "/dev/dax0.0" if kind == "dax" else "/dev/pmem0"
+            script = (
+                f"cd /sys/bus/nd/devices && seed=$(cat region0/{kind}_seed) && "
+                "cat /proc/sys/kernel/random/uuid > $seed/uuid && "
+                f"echo {'pmem' if 'map=dev' in mode.ndctl else 'ram'} > $seed/mode && "
+                f"echo {NAMESPACE} > $seed/namespace && "
+                f"for m in {drivers}; do modprobe $m || exit 1; done && "
+                f"mh-wait 20 test -e {device} && ndctl list -N"
+            )
+            out = self._guest(step, script)
+            if out is None:
+                return False
+            step.data["ndctl"] = json.loads(out) if out.strip().startswith("[") else out
+            return self._check_zone(step, mode)
 
     def walk_all(self, label: str) -> None:
         for name in self.walkers:
@@ -272,6 +318,19 @@ class ScenarioRun:
         folder.mkdir(exist_ok=True)
         (folder / name.replace(" ", "_")).write_text(text)
 
+    def run_seeded(self, mode: Mode) -> None:
+        # The layout is verified once the namespace is bound: some regions (of_pmem) only show
+        # in /proc/iomem when their driver claims them.
+        if self.alive and self.seed(mode) and self.alive:
+            self.verify_layout()
+        if self.alive and not any(st.status == "failed" for st in self.steps):
+            self.walk_all(mode.name)
+            self.madvise_all(mode)
+        if self.scenario.poison and self.alive:
+            self.poison()
+        if self.scenario.teardown and self.alive and self.teardown():
+            self.walk_all("after teardown")
+
     def teardown(self) -> bool:
         """Disables the namespace: its pages are unmapped (memunmap_pages), the section's
         memmap is cleaned up, and the walkers get to visit what is left."""
@@ -319,6 +378,9 @@ class ScenarioRun:
     def run(self) -> None:
         self.skip_unsupported_walkers()
         self.load_modules()
+        if self.seeded is not None:
+            self.run_seeded(self.seeded)
+            return
         if self.alive:
             self.verify_layout()
         if self.alive:
@@ -367,20 +429,73 @@ def run_scenario(
     options.reproducer = repro
     started = time.monotonic()
     (artifacts / "layout.txt").write_text(render(layout_plan) + "\n")
-    run = None
-    with VM(kernel, image, artifacts, options) as vm:
-        if vm.ready:
-            run = ScenarioRun(scenario, kernel, vm, layout_plan)
-            run.run()
-    details: dict[str, Any] = run.details() if run else {"scenario": scenario.name}
+    # One boot runs every mode by reconfiguring; seeded modes need a boot each.
+    boots: list[Mode | None] = [None]
+    skipped: list[Step] = []
+    if scenario.seed_modes:
+        boots = []
+        for name in scenario.modes:
+            absent = missing_options(kernel, MODES[name].requires)
+            if absent:
+                skipped.append(
+                    Step(f"mode {name} (seeded)", "skipped", f"kernel lacks {', '.join(absent)}")
+                )
+            else:
+                boots.append(MODES[name])
+    vms: list[VM] = []
+    runs: list[ScenarioRun] = []
+    for seeded in boots:
+        folder = artifacts if seeded is None else artifacts / f"boot-{seeded.name}"
+        with VM(kernel, image, folder, options) as vm:
+            run = ScenarioRun(scenario, kernel, vm, layout_plan, seeded)
+            if vm.ready:
+                run.run()
+        vms.append(vm)
+        runs.append(run)
+    details = combine_details(scenario, runs, skipped)
+    splats = [s for vm in vms for s in vm.splats()]
     if scenario.known_bug:
         details["known_bug"] = scenario.known_bug
-        details["known_bug_reproduced"] = any(s.title == scenario.known_bug for s in vm.splats())
-    facts = vm.facts()
-    if run and run.failures and not facts.failed_command:
-        facts = Facts(facts.splats, facts.hang, facts.infra, f"check failed: {run.failures[0]}")
-    outcome: tuple[Outcome, str] = decide(facts)
-    return finish_run(vm, scenario.name, options.reproducer, started, details, override=outcome)
+        details["known_bug_reproduced"] = any(s.title == scenario.known_bug for s in splats)
+    facts = [vm.facts() for vm in vms]
+    failures = details["failures"]
+    merged = Facts(
+        splats=tuple(dedupe(splats)),
+        hang=next((f.hang for f in facts if f.hang), None),
+        infra=next((f.infra for f in facts if f.infra), None),
+        failed_command=next((f.failed_command for f in facts if f.failed_command), None)
+        or (f"check failed: {failures[0]}" if failures else None),
+    )
+    if not vms:
+        return skipped_result(
+            scenario.name,
+            kernel,
+            "; ".join(f"{st.name}: {st.reason}" for st in skipped),
+            repro,
+            artifacts,
+        )
+    return finish_run(vms, scenario.name, repro, started, details, override=decide(merged),
+                      artifacts=artifacts)
+
+
+def combine_details(
+    scenario: Scenario, runs: list[ScenarioRun], skipped: list[Step]
+) -> dict[str, Any]:
+    """One report for all of a scenario's boots (steps are prefixed with their boot)."""
+    if len(runs) == 1 and not skipped:
+        return runs[0].details()
+    steps = [asdict(s) for s in skipped]
+    failures: list[str] = []
+    for run in runs:
+        label = f"[{run.seeded.name}] " if run.seeded else ""
+        for step in run.steps:
+            steps.append({**asdict(step), "name": label + step.name})
+        failures += run.failures
+    base: dict[str, Any] = runs[0].details() if runs else {"scenario": scenario.name}
+    base["steps"] = steps
+    base["skipped"] = [f"{s['name']}: {s['reason']}" for s in steps if s["status"] == "skipped"]
+    base["failures"] = failures
+    return base
 
 
 def check_scenarios(scenarios: list[Scenario], kernels: dict[str, Kernel]) -> None:

@@ -23,6 +23,7 @@ LOOKBACK_LINES = 40  # how far before a report its dump_page / cut-here lines ma
 CORRUPTED = "corrupted"
 BEFORE_CASE_LINES = 6  # how far before a start a case's `before` line may be
 CONTINUATION = 20  # lines after a start within which a `continues` start belongs to it
+PANIC_AFTER_REPORT = 60  # x86 repeats RIP and registers after "end trace", then panics
 
 _END_MARKERS = re.compile(r"^(?:---\[ end trace [0-9a-f]+ \]---|---\[ end Kernel panic|={40,}\s*$)")
 _BEFORE_LINES = re.compile(
@@ -331,7 +332,7 @@ class Parser:
             if found is None:
                 i += 1
                 continue
-            if found.rule.panic and state.splats and i - state.last_end <= 10:
+            if found.rule.panic and state.splats and i - state.last_end <= PANIC_AFTER_REPORT:
                 # The panic that ends the previous report (panic_on_warn, oops=panic, ...).
                 prev = state.splats[-1]
                 if not prev.fatal:

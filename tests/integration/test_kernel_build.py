@@ -1,0 +1,189 @@
+"""Kernels built from kconfigs/ fragments (Debian's linux-source-6.1), and what they find.
+
+The first test that needs a built kernel builds it (about 6 minutes per arch on 2 cores with a
+cold ccache; nothing on a second run).  With it: the arm64 fsdax/devdax collision modes the
+Debian arm64 kernel cannot run, and the 6.1 DEBUG_VM bug, asserted as a known bug so that a
+kernel that fixes it shows up as an unexpected pass, not as silence.
+"""
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.arch import ArchProfile, get_arch
+from harness.image.builder import GuestImage, build_guest_image
+from harness.kernel import Kernel
+from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel
+from harness.kernel.local import local_kernel
+from harness.kernel.source import debian_source
+from harness.outcome import Outcome
+from harness.pytest_plugin import selected_arches
+from harness.scenario.model import Scenario, load_catalogue
+from harness.scenario.runner import run_scenario
+
+pytestmark = pytest.mark.kernel_build
+
+Built = Callable[[ArchProfile], tuple[Kernel, GuestImage]]
+
+
+@pytest.fixture(scope="session")
+def built() -> Built:
+    cache: dict[str, tuple[Kernel, GuestImage]] = {}
+
+    def get(arch: ArchProfile) -> tuple[Kernel, GuestImage]:
+        if arch.name not in cache:
+            out = build_kernel(arch, debian_source(), list(DEFAULT_FRAGMENTS))
+            kernel = local_kernel(out, arch)
+            cache[arch.name] = (kernel, build_guest_image(kernel))
+        return cache[arch.name]
+
+    return get
+
+
+def catalogue(name: str) -> Scenario:
+    return next(s for s in load_catalogue() if s.name == name)
+
+
+def memharness(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_built_kernel_has_what_was_asked_and_boots(
+    arch: ArchProfile, built: Built, tmp_path: Path
+) -> None:
+    kernel, _ = built(arch)
+    options = kernel.config_options() or {}
+    for option in (
+        "ZONE_DEVICE",
+        "DEBUG_VM",
+        "DEBUG_VM_PGFLAGS",
+        "HWPOISON_INJECT",
+        "IDLE_PAGE_TRACKING",
+        "VIRTIO_MEM",
+        "PRINTK_CALLER",
+    ):
+        assert options.get(f"CONFIG_{option}") == "y", option
+    assert kernel.vmlinux is not None and kernel.vmlinux.is_file()
+    assert kernel.build_dir is not None and (kernel.build_dir / "build.log").is_file()
+    again = build_kernel(arch, debian_source(), list(DEFAULT_FRAGMENTS))  # up to date: no make
+    assert again == kernel.build_dir
+    done = memharness(
+        "boot",
+        "--arch",
+        arch.name,
+        "--kernel",
+        str(kernel.build_dir),
+        "--artifacts",
+        str(tmp_path),
+        "--",
+        "uname -r; head -c 8 /sys/kernel/mm/page_idle/bitmap | wc -c",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [kernel.release, "8"]
+
+
+@pytest.mark.parametrize("name", ["legacy-lower-half", "dt-after-mem-limit"])
+def test_all_zone_device_modes_on_the_built_kernel(
+    name: str, built: Built, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """fsdax and devdax, memmap in RAM and on the device, on both arches (arm64 needs this
+    kernel: Debian's has no ZONE_DEVICE).  Walkers that poison nothing, so the known bug
+    below stays out of the way."""
+    scenario = catalogue(name)
+    arch = get_arch(scenario.arch)
+    if arch.name not in {a.name for a in selected_arches(request.config)}:
+        pytest.skip(f"{arch.name} is not among the --arch selected")
+    kernel, image = built(arch)
+    quiet = Scenario(
+        scenario.name,
+        scenario.arch,
+        scenario.summary,
+        scenario.layout,
+        walkers=("kpageflags", "idle"),
+    )
+    result = run_scenario(quiet, kernel, image, tmp_path)
+    assert result.outcome == Outcome.PASS, (result.reason, result.artifacts)
+    steps = {s["name"]: s for s in result.details["steps"]}
+    for mode in ("fsdax-mem", "fsdax-dev", "devdax-mem", "devdax-dev"):
+        assert steps[f"mode {mode}"]["status"] == "passed", steps[f"mode {mode}"]
+        zone = steps[f"mode {mode}"]["data"]["device_zone"]
+        assert zone and zone["spanned"] >= sum(r.size for r in scenario.layout.pmem) // 4096
+        assert steps[f"{mode}: kpageflags"]["status"] == "passed"
+        assert steps[f"{mode}: idle"]["status"] == "passed"
+
+
+@pytest.mark.allow_splats
+def test_poison_then_teardown_is_the_known_6_1_bug(
+    arch: ArchProfile, built: Built, tmp_path: Path
+) -> None:
+    scenario = catalogue(
+        {"x86_64": "poison-then-teardown", "arm64": "poison-then-teardown-arm64"}[arch.name]
+    )
+    kernel, image = built(arch)
+    result = run_scenario(scenario, kernel, image, tmp_path)
+    assert result.outcome == Outcome.KERNEL_SPLAT, (result.reason, result.artifacts)
+    first = result.splats[0]
+    assert first.title == scenario.known_bug, "the bug is gone? (unexpected pass)"
+    assert first.kind == "BUG" and first.fatal
+    assert "is uninitialized and poisoned" in first.text
+    assert "clear_hwpoisoned_pages" in first.text and "memunmap_pages" in first.text
+    assert result.details["known_bug_reproduced"] is True
+
+
+def test_config_only_validates_in_seconds(tmp_path: Path) -> None:
+    done = memharness("kernel", "build", "--arch", "x86_64", "--config-only")
+    assert done.returncode == 0, done.stderr
+    out = Path(done.stdout.strip())
+    assert "CONFIG_ZONE_DEVICE=y" in (out / ".config").read_text()
+
+
+def test_a_dropped_option_is_named(tmp_path: Path) -> None:
+    fragment = tmp_path / "wrong-arch.config"
+    fragment.write_text("CONFIG_X86_PMEM_LEGACY=y\n")
+    done = memharness(
+        "kernel", "build", "--arch", "arm64", "--fragment", str(fragment), "--config-only"
+    )
+    assert done.returncode == 2, done.stderr
+    assert "CONFIG_X86_PMEM_LEGACY=y (now n; depends on:" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--src", "/etc"], "is not a Linux source tree"),
+        (["--fragment", "nope"], "fragment 'nope' not found"),
+        (["--commit", "v6.1"], "--commit needs --src"),
+    ],
+)
+def test_build_bad_input(args: list[str], needle: str) -> None:
+    done = memharness("kernel", "build", "--arch", "x86_64", *args, timeout=120)
+    assert done.returncode == 2 and needle in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_missing_cross_compiler_is_one_line(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("make", "bc", "bison", "flex", "perl", "gcc"):
+        found = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        if found:
+            (bindir / tool).symlink_to(found)
+    env = dict(os.environ, PATH=str(bindir))
+    done = memharness("kernel", "build", "--arch", "arm64", env=env, timeout=120)
+    assert done.returncode == 2
+    assert (
+        "aarch64-linux-gnu-gcc not found: install the Debian package gcc-aarch64-linux-gnu"
+        in done.stderr
+    )
