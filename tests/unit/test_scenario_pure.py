@@ -112,7 +112,9 @@ def test_catalogue_and_selection() -> None:
     catalogue = load_catalogue()
     assert {s.arch for s in catalogue} == {"x86_64", "arm64"}
     assert [s.name for s in select(catalogue, None, [ARM64])] == [
-        "dt-after-mem-limit", "poison-then-teardown-arm64"]
+        "dt-after-mem-limit",
+        "poison-then-teardown-arm64",
+    ]
     assert len(select(catalogue, "legacy-middle,dt-after-mem-limit", [X86_64, ARM64])) == 2
     with pytest.raises(UserError, match="unknown scenario nope"):
         select(catalogue, "nope", [X86_64])
