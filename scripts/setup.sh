@@ -10,6 +10,7 @@ DEBS=(
   busybox-static ndctl daxctl kmod cpio xz-utils zstd device-tree-compiler
   gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils
   python3-venv ca-certificates apt
+  make bc bison flex libelf-dev libssl-dev ccache git
 )
 
 missing=()

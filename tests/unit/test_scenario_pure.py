@@ -113,6 +113,8 @@ def test_catalogue_and_selection() -> None:
     assert {s.arch for s in catalogue} == {"x86_64", "arm64"}
     assert [s.name for s in select(catalogue, None, [ARM64])] == [
         "dt-after-mem-limit",
+        "dt-modes-at-boot",
+        "dt-teardown-arm64",
         "poison-then-teardown-arm64",
     ]
     assert len(select(catalogue, "legacy-middle,dt-after-mem-limit", [X86_64, ARM64])) == 2
