@@ -135,7 +135,10 @@ static int walk_kpageflags(uint64_t start, uint64_t count)
 
 	if (!flags || !refs)
 		die("calloc");
-	if (read_u64s("/proc/kpageflags", start, count, flags) < 0)
+	/* /proc/kpageflags ends at max_pfn (rounded to a section): pfns beyond it are not
+	 * reported at all, which is not the same as KPF_NOPAGE, so they get a name of their own. */
+	int reported = read_u64s("/proc/kpageflags", start, count, flags);
+	if (reported < 0)
 		die("/proc/kpageflags");
 	if (read_u64s("/proc/kpagecount", start, count, refs) < 0)
 		die("/proc/kpagecount");
@@ -143,6 +146,10 @@ static int walk_kpageflags(uint64_t start, uint64_t count)
 	printf("{\"walker\": \"kpageflags\", \"start_pfn\": %" PRIu64 ", \"count\": %" PRIu64
 	       ", \"runs\": [", start, count);
 	for (uint64_t i = 0; i < count; i++) {
+		if (i >= (uint64_t)reported) {
+			run_add(&r, start + i, "\"flags\": \"unreported\", \"names\": \"UNREPORTED\", \"refs\": -1");
+			continue;
+		}
 		flag_names(flags[i], names, sizeof(names));
 		snprintf(key, sizeof(key), "\"flags\": \"0x%" PRIx64 "\", \"names\": \"%s\", \"refs\": %" PRId64,
 			 flags[i], names, (int64_t)refs[i]);

@@ -35,6 +35,7 @@ class ArchProfile:
     subsection_size: int = 2 * MiB
     uefi_firmware: tuple[str, ...] = ()  # candidate firmware images, first existing wins
     kvm_host_machine: str = ""  # host `uname -m` on which KVM can run this guest
+    acpi_needs_uefi: bool = False  # ACPI (memory-device hotplug) only when booted through UEFI
 
     @property
     def cross_compile(self) -> str:
@@ -83,10 +84,16 @@ ARM64 = ArchProfile(
     default_memory=1 * GiB,
     uefi_firmware=("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",),
     kvm_host_machine="aarch64",
+    acpi_needs_uefi=True,
 )
 
 ARCHES: dict[str, ArchProfile] = {p.name: p for p in (X86_64, ARM64)}
 ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "aarch64": "arm64"}
+
+
+def host_arch() -> ArchProfile:
+    """The profile of the machine memharness runs on (for host tools such as kbuild's)."""
+    return get_arch(platform.machine())
 
 
 def get_arch(name: str) -> ArchProfile:

@@ -36,10 +36,12 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def tree_digest(root: Path) -> str:
-    """sha256 over the relative paths, modes and contents of every file below ``root``."""
+def tree_digest(root: Path, exclude: tuple[str, ...] = ()) -> str:
+    """sha256 over the relative paths, modes and contents of every file below ``root``
+    (top-level entries named in ``exclude`` left out)."""
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    files = (p for p in root.rglob("*") if p.is_file())
+    for path in sorted(p for p in files if p.relative_to(root).parts[0] not in exclude):
         h.update(str(path.relative_to(root)).encode() + b"\0")
         h.update(oct(path.stat().st_mode & 0o777).encode() + b"\0")
         h.update(path.read_bytes())

@@ -161,18 +161,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The main job: the scenario catalogue on the chosen arches, a table, exit 0 only if all
     pass.  Every input is checked (and every kernel and image prepared) before QEMU starts."""
     from harness.kernel.resolve import spec_for_arch
-    from harness.layout.planner import plan as plan_layout
     from harness.report import summary
+    from harness.scenario.execute import check_scenarios, plan_pure, run_scenario
     from harness.scenario.model import load_catalogue, select
-    from harness.scenario.runner import check_scenarios, run_scenario
     from harness.session import prepare
 
     arches = parse_arches(args.arch)
     scenarios = select(load_catalogue(args.catalogue), args.scenario, arches)
     if not scenarios:
         raise UserError(f"no scenario runs on {args.arch}: `memharness scenarios` lists them")
-    for scenario in scenarios:  # layouts are pure: refuse a bad one before any download
-        plan_layout(scenario.layout, get_arch(scenario.arch))
+    for scenario in scenarios:  # plans are pure: refuse a bad one before any download
+        plan_pure(scenario)
     prepared = {}
     for arch in sorted({s.arch for s in scenarios}, reverse=True):
         profile = parse_arches(arch)[0]
@@ -243,6 +242,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_layout(args: argparse.Namespace) -> int:
+    from harness.hotplug.plan import plan_steps, render_steps, step_json
     from harness.layout.planner import plan, render
     from harness.scenario.model import load_catalogue, select
 
@@ -252,6 +252,7 @@ def cmd_layout(args: argparse.Namespace) -> int:
         raise UserError("pass one scenario: memharness layout --arch A --scenario S")
     scenario = chosen[0]
     p = plan(scenario.layout, arch)
+    steps = plan_steps(p, scenario.steps).steps if scenario.hotplug else ()
     if args.json:
         print(
             json.dumps(
@@ -272,12 +273,15 @@ def cmd_layout(args: argparse.Namespace) -> int:
                         }
                         for s in p.sections
                     ],
+                    "steps": [step_json(s) for s in steps],
                 },
                 indent=2,
             )
         )
     else:
         print(render(p))
+        if steps:
+            print(render_steps(steps))
     return 0
 
 

@@ -7,6 +7,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GUEST_SCRIPTS = REPO_ROOT / "guest-scripts"
 IMAGES = REPO_ROOT / "images"
 KCONFIGS = REPO_ROOT / "kconfigs"
+KMOD_SOURCES = GUEST_SCRIPTS / "kmod"  # test kernel modules, built against the kernel under test
 
 
 def cache_root() -> Path:

@@ -9,11 +9,11 @@ over kernels rebuilds only the small modules part.
 import re
 import shutil
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.arch import ArchProfile
-from harness.cache import build_once, digest, tree_digest
+from harness.cache import build_once, digest, file_digest, tree_digest
 from harness.debian import DebianArchive, Package, extract_deb
 from harness.errors import InfraError
 from harness.image import modules as modsel
@@ -21,10 +21,12 @@ from harness.image.cpio import Archive
 from harness.image.elf import dynamic_info, is_elf
 from harness.image.helpers import build_helpers
 from harness.kernel import Kernel
-from harness.paths import GUEST_SCRIPTS, IMAGES
+from harness.kernel.testmod import build_test_module
+from harness.paths import GUEST_SCRIPTS, IMAGES, KMOD_SOURCES
 
 RECIPE = IMAGES / "guest.toml"
 GUEST_BIN = "/usr/local/bin"
+TEST_MODULE_DIR = "/lib/mh"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class GuestImage:
     modules: tuple[str, ...]  # every recipe module the guest can modprobe
     builtin: tuple[str, ...]  # recipe modules compiled into the kernel
     absent: tuple[str, ...]  # recipe modules this kernel does not have
+    test_modules: tuple[str, ...] = ()  # guest-scripts/kmod modules, at TEST_MODULE_DIR/NAME.ko
 
 
 def _wanted_library_package(name: str) -> bool:
@@ -87,7 +90,7 @@ def build_base(arch: ArchProfile, recipe: Recipe) -> tuple[Path, str]:
         arch.name,
         recipe.key(),
         sorted(p.deb_name for p in packages),
-        tree_digest(GUEST_SCRIPTS),
+        tree_digest(GUEST_SCRIPTS, exclude=(KMOD_SOURCES.name,)),
         sorted(p.parent.name for p in helpers.values()),
     )[:32]
 
@@ -218,3 +221,21 @@ def build_guest_image(kernel: Kernel, recipe: Recipe | None = None) -> GuestImag
     initrd = build_once("images", f"initrd-{key}", build) / "initrd.cpio"
     boot = tuple(m for m in recipe.boot_modules if m in selection.loadable)
     return GuestImage(initrd, key, boot, selection.loadable, selection.builtin, selection.absent)
+
+
+def with_test_modules(image: GuestImage, kernel: Kernel, names: tuple[str, ...]) -> GuestImage:
+    """``image`` plus test modules built for ``kernel`` (a third, small archive)."""
+    if not names:
+        return image
+    built = {name: build_test_module(kernel, name) for name in names}
+    key = digest(image.identity, sorted((n, file_digest(p)) for n, p in built.items()))[:32]
+
+    def build(tmp: Path) -> None:
+        cpio = Archive()
+        cpio.add_dir(TEST_MODULE_DIR)
+        for name, path in built.items():
+            cpio.add_file(f"{TEST_MODULE_DIR}/{name}.ko", path.read_bytes())
+        (tmp / "initrd.cpio").write_bytes(image.initrd.read_bytes() + cpio.to_bytes())
+
+    initrd = build_once("images", f"initrd-{key}", build) / "initrd.cpio"
+    return replace(image, initrd=initrd, identity=key, test_modules=tuple(built))

@@ -55,6 +55,16 @@ class Region:
 
 
 @dataclass(frozen=True)
+class VirtioMem:
+    """A virtio-mem device present from boot: ``size`` is its maximum, ``requested`` what the
+    guest is asked to plug at boot (resized later with qom-set)."""
+
+    id: str
+    size: int
+    requested: int = 0
+
+
+@dataclass(frozen=True)
 class Layout:
     """What a scenario asks for.
 
@@ -62,6 +72,9 @@ class Layout:
           nfit    — x86 QEMU nvdimm (ACPI NFIT) next to a pc-dimm that becomes boot RAM
                     through memmap=SIZE@ADDR, so both share one section
           dt      — arm64 device-tree pmem-region placed after the RAM limit set by mem=
+          hotplug — boot RAM (optionally limited by mem=) plus room for memory devices that
+                    scenario steps add, resize and remove over QMP (pc-dimm, nvdimm,
+                    virtio-mem); ``online`` is memhp_default_state for what gets plugged
     """
 
     kind: str
@@ -73,6 +86,8 @@ class Layout:
     label_size: int = 0  # nfit: nvdimm label area (0: label-less, namespace starts raw)
     slots: int = 0
     maxmem: int = 0
+    virtio_mem: tuple[VirtioMem, ...] = ()  # hotplug: virtio-mem devices present from boot
+    online: str = ""  # hotplug: memhp_default_state for plugged memory ("" = kernel default)
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Layout":
@@ -91,6 +106,8 @@ class Layout:
             "label_size",
             "slots",
             "maxmem",
+            "virtio_mem",
+            "online",
         }
         unknown = set(data) - known
         if unknown:
@@ -105,4 +122,9 @@ class Layout:
             label_size=parse_size(data.get("label_size", 0)),
             slots=int(data.get("slots", 0)),
             maxmem=parse_size(data.get("maxmem", 0)),
+            virtio_mem=tuple(
+                VirtioMem(str(v["id"]), parse_size(v["size"]), parse_size(v.get("requested", 0)))
+                for v in data.get("virtio_mem", [])
+            ),
+            online=str(data.get("online", "")),
         )

@@ -8,7 +8,8 @@ the first 1 GiB boundary above RAM, Linux maps ZONE_DEVICE in 2 MiB subsections 
 sections, and arm64 virt RAM starts at 1 GiB.
 """
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from harness.arch import ArchProfile
 from harness.errors import UserError
@@ -17,28 +18,35 @@ from harness.layout.model import GiB, Layout, MiB, Region, fmt_size
 
 SUBSECTION = 2 * MiB
 RAM, DEVICE, HOLE = "R", "D", "."
+OFFLINE = "O"  # hot-added System RAM whose memory block is offline (no online struct pages)
+PMEM = "P"  # hot-added pmem: raw (no memmap at all) or ZONE_DEVICE, as guest steps made it
 Q35_LOWMEM_THRESHOLD = 0xB000_0000
 Q35_LOWMEM_MAX = 0x8000_0000
 FOUR_GIB = 4 * GiB
 
-# What each layout kind needs: the arch that can produce it, kernel options, modules to load.
-KINDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "legacy": {
-        "arch": ("x86_64",),
-        "config": ("X86_PMEM_LEGACY", "LIBNVDIMM", "BLK_DEV_PMEM"),
-        "modules": ("nd_e820", "nd_pmem"),
-    },
-    "nfit": {
-        "arch": ("x86_64",),
-        "config": ("ACPI_NFIT", "LIBNVDIMM", "BLK_DEV_PMEM"),
-        "modules": ("nfit", "nd_pmem"),
-    },
-    "dt": {
-        "arch": ("arm64",),
-        "config": ("OF_PMEM", "LIBNVDIMM", "BLK_DEV_PMEM"),
-        "modules": ("of_pmem", "nd_pmem"),
-    },
+
+@dataclass(frozen=True)
+class LayoutKind:
+    """What a layout kind needs: the arches that can produce it, kernel options, modules."""
+
+    arches: tuple[str, ...]
+    config: tuple[str, ...]
+    modules: tuple[str, ...]
+    collides: bool = True  # the kind exists to put device memory in a section with RAM
+
+
+KINDS: dict[str, LayoutKind] = {
+    "legacy": LayoutKind(
+        ("x86_64",), ("X86_PMEM_LEGACY", "LIBNVDIMM", "BLK_DEV_PMEM"), ("nd_e820", "nd_pmem")
+    ),
+    "nfit": LayoutKind(
+        ("x86_64",), ("ACPI_NFIT", "LIBNVDIMM", "BLK_DEV_PMEM"), ("nfit", "nd_pmem")
+    ),
+    "dt": LayoutKind(("arm64",), ("OF_PMEM", "LIBNVDIMM", "BLK_DEV_PMEM"), ("of_pmem", "nd_pmem")),
+    "hotplug": LayoutKind(("x86_64", "arm64"), ("MEMORY_HOTPLUG",), (), collides=False),
 }
+ONLINE_STATES = ("online", "online_movable", "online_kernel", "offline")
+VIRTIO_MEM_BLOCK = 2 * MiB  # QEMU's default virtio-mem block size with 4 KiB pages and THP
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,8 @@ class Plan:
     modules: tuple[str, ...] = ()
     requirements: tuple[Requirement, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    window: Region | None = None  # hotplug: QEMU's device-memory window (size = maxmem - memory)
+    boot_devices: tuple[tuple[str, Region], ...] = ()  # hotplug: (virtio-mem id, its range)
 
     @property
     def collisions(self) -> list[int]:
@@ -130,7 +140,7 @@ def _within(what: str, region: Region, spaces: list[Region], why: str) -> None:
         raise UserError(f"{what} {region} is {why}")
 
 
-def _subtract(spaces: list[Region], holes: tuple[Region, ...]) -> list[Region]:
+def subtract(spaces: list[Region], holes: tuple[Region, ...]) -> list[Region]:
     out = list(spaces)
     for hole in holes:
         nxt = []
@@ -162,6 +172,35 @@ def q35_device_memory(memory: int, maxmem: int) -> Region:
     return Region(base, max(0, maxmem - memory))
 
 
+def virt_boot_ram(arch: ArchProfile, memory: int) -> list[Region]:
+    """arm64 virt: all of -m in one range from the arch's RAM base."""
+    return [Region(arch.ram_base, memory)]
+
+
+def virt_device_memory(arch: ArchProfile, memory: int, maxmem: int) -> Region:
+    """arm64 virt's device-memory window: the first 1 GiB boundary above boot RAM."""
+    return Region(-(-(arch.ram_base + memory) // GiB) * GiB, max(0, maxmem - memory))
+
+
+# Per QEMU machine type: (where -m RAM goes, where the device-memory window is).
+MACHINES: dict[str, tuple[Callable[[ArchProfile, int], list[Region]], Callable[..., Region]]] = {
+    "q35": (lambda _arch, memory: q35_boot_ram(memory), lambda _a, m, x: q35_device_memory(m, x)),
+    "virt": (virt_boot_ram, virt_device_memory),
+}
+
+
+def _machine(arch: ArchProfile) -> str:
+    return arch.machine.split(",")[0]
+
+
+def boot_ram(arch: ArchProfile, memory: int) -> list[Region]:
+    return MACHINES[_machine(arch)][0](arch, memory)
+
+
+def device_memory(arch: ArchProfile, memory: int, maxmem: int) -> Region:
+    return MACHINES[_machine(arch)][1](arch, memory, maxmem)
+
+
 def section_map(arch: ArchProfile, ram: list[Region], device: list[Region]) -> tuple[Section, ...]:
     """Every section holding device memory, plus one neighbour on each side, subsection by
     subsection."""
@@ -190,16 +229,21 @@ def plan(layout: Layout, arch: ArchProfile, expect_collision: bool = True) -> Pl
     kind = KINDS.get(layout.kind)
     if kind is None:
         raise UserError(f"unknown layout kind {layout.kind!r}: use one of {', '.join(KINDS)}")
-    if arch.name not in kind["arch"]:
-        other = ", ".join(k for k, v in KINDS.items() if arch.name in v["arch"])
+    if arch.name not in kind.arches:
+        other = ", ".join(k for k, v in KINDS.items() if arch.name in v.arches)
         raise UserError(
             f"layout kind {layout.kind!r} cannot be produced on {arch.name}: use kind {other}"
         )
     if layout.memory % SUBSECTION:
         raise UserError(f"memory {fmt_size(layout.memory)} is not a multiple of 2M")
-    builder = {"legacy": _plan_legacy, "nfit": _plan_nfit, "dt": _plan_dt}[layout.kind]
-    result = builder(layout, arch)
-    if expect_collision and not result.collisions:
+    builders = {
+        "legacy": _plan_legacy,
+        "nfit": _plan_nfit,
+        "dt": _plan_dt,
+        "hotplug": _plan_hotplug,
+    }
+    result = builders[layout.kind](layout, arch)
+    if expect_collision and kind.collides and not result.collisions:
         raise UserError(
             f"layout {layout.kind} puts no device memory in a section with System RAM: place "
             "it so that a 128 MiB section holds both"
@@ -217,8 +261,8 @@ def _finish(
         ram=tuple(ram),
         device=tuple(device),
         sections=section_map(arch, ram, device),
-        modules=kind["modules"],
-        requirements=tuple(Requirement.parse(o) for o in kind["config"]),
+        modules=kind.modules,
+        requirements=tuple(Requirement.parse(o) for o in kind.config),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -237,7 +281,7 @@ def _plan_legacy(layout: Layout, arch: ArchProfile) -> Plan:
             "memmap=! can only carve pmem out of existing RAM",
         )
     _check_disjoint([("pmem", r) for r in layout.pmem])
-    ram = _subtract(boot, layout.pmem)
+    ram = subtract(boot, layout.pmem)
     cmdline = tuple(f"memmap={fmt_size(r.size)}!{r.start:#x}" for r in layout.pmem)
     return _finish(layout, arch, ram, list(layout.pmem), cmdline=cmdline)
 
@@ -331,16 +375,93 @@ def _plan_dt(layout: Layout, arch: ArchProfile) -> Plan:
     )
 
 
+def _plan_hotplug(layout: Layout, arch: ArchProfile) -> Plan:
+    if layout.pmem or layout.nvdimms or layout.dimms:
+        raise UserError(
+            "a hotplug layout adds memory devices in its steps: remove pmem/nvdimms/dimms "
+            "(or use kind legacy, nfit or dt)"
+        )
+    if layout.online and layout.online not in ONLINE_STATES:
+        raise UserError(f"online {layout.online!r} is not one of {', '.join(ONLINE_STATES)}")
+    if layout.maxmem and layout.maxmem <= layout.memory:
+        raise UserError(
+            f"maxmem {fmt_size(layout.maxmem)} must be above -m {fmt_size(layout.memory)}: "
+            "the difference is the room for memory devices"
+        )
+    ram = boot_ram(arch, layout.memory)
+    cmdline: list[str] = []
+    if layout.mem_limit is not None:
+        if layout.mem_limit % arch.section_size or layout.mem_limit >= layout.memory:
+            raise UserError(
+                f"mem_limit {fmt_size(layout.mem_limit)} must be a multiple of 128M and below "
+                f"-m {fmt_size(layout.memory)}"
+            )
+        ram = [Region(arch.ram_base, layout.mem_limit)]
+        cmdline.append(f"mem={fmt_size(layout.mem_limit)}")
+    if layout.online:
+        cmdline.append(f"memhp_default_state={layout.online}")
+    window = device_memory(arch, layout.memory, layout.maxmem) if layout.maxmem else None
+    args: list[str] = []
+    devices: list[tuple[str, Region]] = []
+    cursor = window.start if window else 0
+    for dev in layout.virtio_mem:
+        if window is None:
+            raise UserError(f"virtio-mem {dev.id} needs room for memory devices: set maxmem")
+        if dev.size % arch.section_size or dev.requested % VIRTIO_MEM_BLOCK:
+            raise UserError(
+                f"virtio-mem {dev.id}: size must be a multiple of 128M and requested of 2M"
+            )
+        if dev.requested > dev.size:
+            raise UserError(f"virtio-mem {dev.id}: requested is above its size")
+        if layout.online in ("", "offline"):
+            raise UserError(
+                f"virtio-mem {dev.id} needs plugged memory onlined as it arrives: set "
+                'online = "online_movable" (memhp_default_state) in the layout'
+            )
+        region = Region(cursor, dev.size)
+        if region.end > window.end:
+            raise UserError(
+                f"virtio-mem devices need {fmt_size(region.end - window.start)} of device memory, "
+                f"maxmem leaves {fmt_size(window.size)}: raise maxmem"
+            )
+        devices.append((dev.id, region))
+        cursor = region.end
+        args += [
+            "-object",
+            f"memory-backend-ram,id=mem-{dev.id},size={dev.size}",
+            "-device",
+            f"virtio-mem-pci,id={dev.id},memdev=mem-{dev.id},memaddr={region.start:#x},"
+            f"requested-size={dev.requested}",
+        ]
+    notes = ("memory devices are added, resized and removed by the scenario's steps",)
+    return replace(
+        _finish(layout, arch, ram, [], qemu_args=tuple(args), cmdline=tuple(cmdline), notes=notes),
+        window=window,
+        boot_devices=tuple(devices),
+    )
+
+
 def render(p: Plan) -> str:
     """The section map as text: one line per section, one character per 2 MiB subsection."""
     lines = [
         f"{p.arch.name} {p.layout.kind} layout: -m {fmt_size(p.layout.memory)}"
-        f"{' ' + ' '.join(p.cmdline) if p.cmdline else ''}",
-        "R = System RAM, D = device memory (ZONE_DEVICE in fsdax/devdax), . = hole",
-        f"{'section':>7}  {'physical range':<27} subsections (2 MiB each)",
+        f"{' ' + ' '.join(p.cmdline) if p.cmdline else ''}"
     ]
+    if p.sections:
+        lines += [
+            "R = System RAM, D = device memory (ZONE_DEVICE in fsdax/devdax), . = hole",
+            f"{'section':>7}  {'physical range':<27} subsections (2 MiB each)",
+        ]
     for s in p.sections:
         end = s.start + p.section_size - 1
         mark = "  <- shared: collision" if s.collides else ""
         lines.append(f"{s.number:>7}  {s.start:#012x}-{end:#012x}  {s.subsections}{mark}")
+    lines += [f"System RAM: {', '.join(str(r) for r in p.ram)}"] if not p.sections else []
+    if p.window is not None:
+        lines.append(
+            f"device memory window {p.window.start:#x}, {fmt_size(p.window.size)} "
+            f"(slots {p.layout.slots})"
+        )
+    for name, region in p.boot_devices:
+        lines.append(f"  virtio-mem {name}: {region}")
     return "\n".join(lines)

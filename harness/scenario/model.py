@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.arch import ArchProfile, get_arch
 from harness.errors import UserError
+from harness.hotplug.steps import Step
 from harness.layout.model import Layout
 from harness.scenario.walkers import WALKERS
 
@@ -55,6 +56,12 @@ class Scenario:
     poison: bool = False  # hwpoison free RAM pages of each shared section before teardown
     known_bug: str | None = None  # the splat title this scenario reproduces on a buggy kernel
     seed_modes: bool = False  # one boot per mode, configured before any driver maps the pmem
+    steps: tuple[Step, ...] = ()  # hotplug steps (layout kind hotplug), played in order
+    cmdline: tuple[str, ...] = ()  # extra kernel arguments (e.g. rodata=off)
+
+    @property
+    def hotplug(self) -> bool:
+        return bool(self.steps)
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Scenario":
@@ -65,16 +72,24 @@ class Scenario:
                 arch=get_arch(str(data["arch"])).name,
                 summary=str(data["summary"]),
                 layout=Layout.from_data(dict(data["layout"])),
-                modes=tuple(data.get("modes", DEFAULT_MODES)),
+                modes=tuple(data.get("modes", () if "steps" in data else DEFAULT_MODES)),
                 walkers=tuple(data.get("walkers", DEFAULT_WALKERS)),
                 teardown=bool(data.get("teardown", True)),
                 requires=tuple(data.get("requires", ())),
                 poison=bool(data.get("poison", False)),
                 known_bug=data.get("known_bug"),
                 seed_modes=bool(data.get("seed_modes", False)),
+                steps=tuple(Step.from_data(dict(d)) for d in data.get("steps", [])),
+                cmdline=tuple(str(a) for a in data.get("cmdline", [])),
             )
         except KeyError as exc:
             raise UserError(f"scenario {name}: missing key {exc}") from None
+        except UserError as exc:
+            raise UserError(f"scenario {name}: {exc}") from None
+        if (scenario.layout.kind == "hotplug") != scenario.hotplug:
+            raise UserError(
+                f"scenario {name}: a hotplug layout needs steps, and steps need a hotplug layout"
+            )
         for mode in scenario.modes:
             if mode not in MODES:
                 raise UserError(f"scenario {name}: unknown mode {mode!r} (use {', '.join(MODES)})")

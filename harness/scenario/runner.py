@@ -1,87 +1,31 @@
-"""Runs one scenario on a booted guest: prove the layout, switch modes, walk, tear down.
+"""A collision scenario on a booted guest: prove the layout, switch modes, walk, tear down.
 
-Every step is recorded (passed / failed / skipped with the reason) in result.json; walker
-output is kept whole under walkers/.  A layout the guest does not show, or a walker answer a
-fixed kernel would not give, is a failed check; a splat ends the run as kernel-splat.
+A layout the guest does not show, or a walker answer a fixed kernel would not give, is a failed
+check; a splat ends the run as kernel-splat.
 """
 
 import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
-from harness.errors import UserError
-from harness.image.builder import GuestImage
 from harness.kernel import Kernel
-from harness.kernel.kconfig import Requirement
 from harness.layout.model import Region
-from harness.layout.planner import RAM, Plan, plan, render
-from harness.outcome import Facts, decide
-from harness.qemu.argv import machine_args
-from harness.result import RunResult, artifacts_dir, finish_run, skipped_result
+from harness.layout.planner import RAM, Plan, render
 from harness.scenario import probes
 from harness.scenario import walkers as walk
 from harness.scenario.model import MODES, Mode, Scenario
-from harness.session import reproducer
-from harness.splat.parser import dedupe
-from harness.vm.dtb import dtb_with_nodes
-from harness.vm.machine import VM, VMOptions, require_qemu
+from harness.scenario.record import GuestSteps, Step, missing_options
+from harness.vm.machine import VM
 
 NAMESPACE = "namespace0.0"
 DEVICE_IOMEM_NAMES = ("Persistent Memory", "pmem", "namespace", "dax")  # what claims pmem
 PMEM_DRIVERS = ("nd_pmem", "dax_pmem", "device_dax")  # bind namespaces: loaded after seeding
 POISON_STRIDE = 4096  # a handful of pages per section is enough to leave poison behind
-PROBE_TIMEOUT = 60.0
-WALK_TIMEOUT = 180.0
 
 
-@dataclass
-class Step:
-    name: str
-    status: str  # passed | failed | skipped
-    reason: str = ""
-    seconds: float = 0.0
-    data: dict[str, Any] = field(default_factory=dict)
+class ScenarioRun(GuestSteps):
+    """A collision scenario: prove the layout, switch modes, walk, tear down."""
 
-
-def missing_options(kernel: Kernel, names: tuple[str, ...]) -> list[str]:
-    """Options among ``names`` the kernel's .config lacks ([] when there is no .config)."""
-    options = kernel.config_options()
-    if options is None:
-        return []
-    return [
-        str(r.option) for r in (Requirement.parse(n) for n in names) if not r.satisfied_by(options)
-    ]
-
-
-def prepare(scenario: Scenario, kernel: Kernel, accel: str) -> tuple[Plan, VMOptions]:
-    """Plans the layout and checks the kernel before anything starts (UserError on bad input)."""
-    arch = kernel.arch
-    layout_plan = plan(scenario.layout, arch)
-    kernel.check_requirements(list(layout_plan.requirements), f"scenario {scenario.name}")
-    layout = scenario.layout
-    dtb = None
-    if layout_plan.dt_nodes:
-        memory = f"{layout.memory >> 20}M"
-        dtb = dtb_with_nodes(
-            arch, require_qemu(arch), machine_args(arch, memory), layout_plan.dt_nodes
-        )
-    options = VMOptions(
-        memory=layout.memory,
-        slots=layout.slots,
-        maxmem=layout.maxmem,
-        cmdline=layout_plan.cmdline,
-        extra_args=layout_plan.qemu_args,
-        dtb=dtb,
-        accel=accel,
-    )
-    return layout_plan, options
-
-
-class ScenarioRun:
     def __init__(
         self,
         scenario: Scenario,
@@ -90,45 +34,9 @@ class ScenarioRun:
         layout_plan: Plan,
         seeded: Mode | None = None,
     ) -> None:
+        super().__init__(scenario, kernel, vm)
         self.seeded = seeded  # configure this mode before any driver binds (one mode per boot)
-        self.scenario = scenario
-        self.kernel = kernel
-        self.vm = vm
         self.plan = layout_plan
-        self.steps: list[Step] = []
-        self.failures: list[str] = []
-        self.walkers: list[str] = []  # the scenario's walkers this kernel can run
-
-    # -- plumbing ----------------------------------------------------------------------------
-    @contextmanager
-    def _step(self, name: str) -> Iterator[Step]:
-        step = Step(name, "passed")
-        self.steps.append(step)
-        start = time.monotonic()
-        try:
-            yield step
-        finally:
-            step.seconds = time.monotonic() - start
-
-    def _fail(self, step: Step, reason: str) -> None:
-        step.status = "failed"
-        step.reason = step.reason or reason
-        self.failures.append(f"{self.scenario.name}: {step.name}: {reason}")
-
-    def _guest(self, step: Step, command: str, timeout: float = PROBE_TIMEOUT) -> str | None:
-        result = self.vm.run(command, timeout=timeout, check=False)
-        if result.exit_code != 0:
-            if self.vm.ready:
-                err = result.stderr.decode(errors="replace").strip().splitlines()
-                self._fail(
-                    step, f"`{command}` exited {result.exit_code}{': ' + err[-1] if err else ''}"
-                )
-            return None
-        return result.text
-
-    @property
-    def alive(self) -> bool:
-        return self.vm.ready
 
     # -- steps -------------------------------------------------------------------------------
     def load_modules(self) -> None:
@@ -266,24 +174,7 @@ class ScenarioRun:
             return self._check_zone(step, mode)
 
     def walk_all(self, label: str) -> None:
-        for name in self.walkers:
-            with self._step(f"{label}: {name}") as step:
-                self._walk(step, walk.WALKERS[name])
-
-    def _walk(self, step: Step, walker: walk.Walker) -> None:
-        for section in self.plan.sections:
-            if not section.collides or not self.alive:
-                continue
-            start = section.start // 4096
-            count = self.plan.section_size // 4096
-            out = self._guest(step, walker.command(start, count), timeout=WALK_TIMEOUT)
-            if out is None:
-                continue
-            result = json.loads(out)
-            self._save(f"{step.name}-section{section.number}.json", out)
-            step.data[f"section {section.number}"] = walk.summary(result, section)
-            for failure in walk.check(walker.name, result, section):
-                self._fail(step, failure)
+        self.walk_sections(label, (s for s in self.plan.sections if s.collides))
 
     def madvise_all(self, mode: Mode) -> None:
         """madvise(MADV_SOFT_OFFLINE) on anonymous and file memory, and on the namespace's own
@@ -312,11 +203,6 @@ class ScenarioRun:
                         f"madvise(MADV_SOFT_OFFLINE) on a {name} mapping gave "
                         f"{result.get('result', result)}, expected {mapping.expect}",
                     )
-
-    def _save(self, name: str, text: str) -> None:
-        folder = self.vm.artifacts / "walkers"
-        folder.mkdir(exist_ok=True)
-        (folder / name.replace(" ", "_")).write_text(text)
 
     def run_seeded(self, mode: Mode) -> None:
         # The layout is verified once the namespace is bound: some regions (of_pmem) only show
@@ -365,16 +251,6 @@ class ScenarioRun:
         out = self._guest(step, "cat /tmp/mh-race.json 2>/dev/null || echo '{}'")
         return json.loads(out).get("walks") if out else None
 
-    def skip_unsupported_walkers(self) -> None:
-        """One skipped step per walker the kernel cannot run (not one per mode)."""
-        for name in self.scenario.walkers:
-            absent = missing_options(self.kernel, walk.WALKERS[name].requires)
-            if absent:
-                with self._step(f"walker {name}") as step:
-                    step.status, step.reason = "skipped", f"kernel lacks {', '.join(absent)}"
-            else:
-                self.walkers.append(name)
-
     def run(self) -> None:
         self.skip_unsupported_walkers()
         self.load_modules()
@@ -398,111 +274,7 @@ class ScenarioRun:
 
     def details(self) -> dict[str, Any]:
         return {
-            "scenario": self.scenario.name,
-            "summary": self.scenario.summary,
+            **super().details(),
             "collision_sections": self.plan.collisions,
             "layout": render(self.plan),
-            "steps": [asdict(s) for s in self.steps],
-            "skipped": [f"{s.name}: {s.reason}" for s in self.steps if s.status == "skipped"],
-            "failures": self.failures,
         }
-
-
-def run_scenario(
-    scenario: Scenario,
-    kernel: Kernel,
-    image: GuestImage,
-    artifacts_root: Path,
-    accel: str = "tcg",
-    kernel_spec: str | None = None,
-) -> RunResult:
-    repro = reproducer("run", kernel.arch, kernel_spec, "--scenario", scenario.name)
-    artifacts = artifacts_dir(artifacts_root, scenario.name, kernel.arch.name)
-    absent = missing_options(kernel, scenario.requires)
-    if absent:
-        reason = (
-            f"kernel {kernel.release} lacks {', '.join(absent)}: build one with "
-            "`memharness kernel build` and pass it with --kernel"
-        )
-        return skipped_result(scenario.name, kernel, reason, repro, artifacts)
-    layout_plan, options = prepare(scenario, kernel, accel)
-    options.reproducer = repro
-    started = time.monotonic()
-    (artifacts / "layout.txt").write_text(render(layout_plan) + "\n")
-    # One boot runs every mode by reconfiguring; seeded modes need a boot each.
-    boots: list[Mode | None] = [None]
-    skipped: list[Step] = []
-    if scenario.seed_modes:
-        boots = []
-        for name in scenario.modes:
-            absent = missing_options(kernel, MODES[name].requires)
-            if absent:
-                skipped.append(
-                    Step(f"mode {name} (seeded)", "skipped", f"kernel lacks {', '.join(absent)}")
-                )
-            else:
-                boots.append(MODES[name])
-    vms: list[VM] = []
-    runs: list[ScenarioRun] = []
-    for seeded in boots:
-        folder = artifacts if seeded is None else artifacts / f"boot-{seeded.name}"
-        with VM(kernel, image, folder, options) as vm:
-            run = ScenarioRun(scenario, kernel, vm, layout_plan, seeded)
-            if vm.ready:
-                run.run()
-        vms.append(vm)
-        runs.append(run)
-    details = combine_details(scenario, runs, skipped)
-    splats = [s for vm in vms for s in vm.splats()]
-    if scenario.known_bug:
-        details["known_bug"] = scenario.known_bug
-        details["known_bug_reproduced"] = any(s.title == scenario.known_bug for s in splats)
-    facts = [vm.facts() for vm in vms]
-    failures = details["failures"]
-    merged = Facts(
-        splats=tuple(dedupe(splats)),
-        hang=next((f.hang for f in facts if f.hang), None),
-        infra=next((f.infra for f in facts if f.infra), None),
-        failed_command=next((f.failed_command for f in facts if f.failed_command), None)
-        or (f"check failed: {failures[0]}" if failures else None),
-    )
-    if not vms:
-        return skipped_result(
-            scenario.name,
-            kernel,
-            "; ".join(f"{st.name}: {st.reason}" for st in skipped),
-            repro,
-            artifacts,
-        )
-    return finish_run(vms, scenario.name, repro, started, details, override=decide(merged),
-                      artifacts=artifacts)
-
-
-def combine_details(
-    scenario: Scenario, runs: list[ScenarioRun], skipped: list[Step]
-) -> dict[str, Any]:
-    """One report for all of a scenario's boots (steps are prefixed with their boot)."""
-    if len(runs) == 1 and not skipped:
-        return runs[0].details()
-    steps = [asdict(s) for s in skipped]
-    failures: list[str] = []
-    for run in runs:
-        label = f"[{run.seeded.name}] " if run.seeded else ""
-        for step in run.steps:
-            steps.append({**asdict(step), "name": label + step.name})
-        failures += run.failures
-    base: dict[str, Any] = runs[0].details() if runs else {"scenario": scenario.name}
-    base["steps"] = steps
-    base["skipped"] = [f"{s['name']}: {s['reason']}" for s in steps if s["status"] == "skipped"]
-    base["failures"] = failures
-    return base
-
-
-def check_scenarios(scenarios: list[Scenario], kernels: dict[str, Kernel]) -> None:
-    """All input checks of a run, before the first QEMU starts."""
-    for scenario in scenarios:
-        kernel = kernels.get(scenario.arch)
-        if kernel is None:
-            raise UserError(f"no kernel for {scenario.arch}")
-        layout_plan = plan(scenario.layout, kernel.arch)
-        kernel.check_requirements(list(layout_plan.requirements), f"scenario {scenario.name}")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.layout.planner import DEVICE, RAM, Section
+from harness.layout.planner import DEVICE, OFFLINE, PMEM, RAM, Section
 
 KPF_NOPAGE = 1 << 20
 
@@ -55,11 +55,20 @@ WALKERS: dict[str, Walker] = {
 }
 
 
+KIND_LABELS = {DEVICE: "device", RAM: "ram", OFFLINE: "offline", PMEM: "pmem"}
+
+
 def _pfn_kinds(section: Section) -> dict[str, set[int]]:
     out: dict[str, set[int]] = {}
-    for kind in (DEVICE, RAM):
+    for kind in KIND_LABELS:
         out[kind] = {p for start, n in section.pfns(kind) for p in range(start, start + n)}
     return out
+
+
+def _nopage(run: dict[str, Any]) -> bool | None:
+    """KPF_NOPAGE of a kpageflags run; None when /proc/kpageflags did not report the pfns
+    (they lie beyond max_pfn)."""
+    return None if run["flags"] == "unreported" else bool(int(run["flags"], 16) & KPF_NOPAGE)
 
 
 # What a fixed kernel answers, per walker and per kind of pfn: (predicate on a run, wording).
@@ -67,18 +76,33 @@ Expectation = tuple[Callable[[dict[str, Any]], bool], str]
 EXPECTATIONS: dict[str, dict[str, Expectation]] = {
     "kpageflags": {
         DEVICE: (
-            lambda r: int(r["flags"], 16) & KPF_NOPAGE != 0,
+            lambda r: _nopage(r) is True,
             "ZONE_DEVICE pfns must read KPF_NOPAGE (no online struct page)",
         ),
         RAM: (
-            lambda r: int(r["flags"], 16) & KPF_NOPAGE == 0,
+            lambda r: _nopage(r) is False,
             "System RAM pfns of the section must be online (not KPF_NOPAGE)",
         ),
     },
     "soft-offline": {
         DEVICE: (lambda r: r["result"] == "EIO", "soft offline of ZONE_DEVICE pfns must be EIO"),
+        OFFLINE: (lambda r: r["result"] == "EIO", "soft offline of offline memory must be EIO"),
     },
 }
+# Offline memory and hot-added pmem have no online struct pages either.  Pmem without a memmap
+# (raw mode, nothing else in its sections) is not even pfn_valid: soft offline says ENXIO.
+EXPECTATIONS["kpageflags"][OFFLINE] = (
+    EXPECTATIONS["kpageflags"][DEVICE][0],
+    "pfns of an offline memory block must read KPF_NOPAGE",
+)
+EXPECTATIONS["kpageflags"][PMEM] = (
+    lambda r: _nopage(r) is not False,
+    "pmem pfns must read KPF_NOPAGE or, beyond max_pfn, not be reported",
+)
+EXPECTATIONS["soft-offline"][PMEM] = (
+    lambda r: r["result"] in ("EIO", "ENXIO"),
+    "soft offline of pmem pfns must be EIO (ZONE_DEVICE) or ENXIO (no memmap)",
+)
 
 
 def check(walker: str, result: dict[str, Any], section: Section) -> list[str]:
@@ -107,7 +131,9 @@ def summary(result: dict[str, Any], section: Section) -> dict[str, Any]:
     """Per kind of pfn, how many pfns gave which answer (for result.json and the report)."""
     kinds = _pfn_kinds(section)
     out: dict[str, Any] = {"seconds": result.get("seconds")}
-    for kind, label in ((DEVICE, "device"), (RAM, "ram")):
+    for kind, label in KIND_LABELS.items():
+        if not kinds[kind]:
+            continue
         counts: dict[str, int] = {}
         for run in result.get("runs", []):
             n = len(set(range(run["pfn"], run["pfn"] + run["n"])) & kinds[kind])

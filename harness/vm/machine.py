@@ -223,7 +223,8 @@ class VM:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def _abort_reason(self) -> str | None:
+    def abort_reason(self) -> str | None:
+        """Why waiting on this guest is pointless (QEMU gone, kernel panicked), else None."""
         if not self.alive():
             return "QEMU exited"
         if self._fatal_seen_at is not None and time.monotonic() - self._fatal_seen_at > FATAL_GRACE:
@@ -231,7 +232,7 @@ class VM:
         return None
 
     def _boot_abort(self) -> str | None:
-        reason = self._abort_reason()
+        reason = self.abort_reason()
         if reason:
             raise ChannelClosed(reason)
         assert self._console is not None
@@ -288,7 +289,7 @@ class VM:
             self.state.commands.append(result)
             return result
         limit = timeout if timeout is not None else self.options.command_timeout
-        result = self._channels[port].run(script, limit, self._abort_reason)
+        result = self._channels[port].run(script, limit, self.abort_reason)
         self.state.commands.append(result)
         if result.timed_out:
             self.state.hang = f"command exceeded its {limit:.0f} s timeout: {script}"

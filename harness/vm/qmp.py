@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from qemu.qmp import ExecuteError, QMPClient
@@ -21,6 +21,13 @@ from harness.errors import InfraError
 
 class QMPError(Exception):
     """QEMU refused a command; the message is QEMU's own one-line description."""
+
+
+class QMPAborted(Exception):
+    """An event wait gave up early because its abort hook said the guest is gone."""
+
+
+ABORT_POLL = 0.25  # how often an event wait asks its abort hook
 
 
 def matches(data: Any, pattern: Any) -> bool:
@@ -78,13 +85,23 @@ class QMP:
             raise QMPError(f"{name}: {desc}") from None
         except TimeoutError:
             raise InfraError(f"QMP {name} got no answer within {timeout:.0f} s") from None
+        except Exception as exc:  # the connection went away (QEMU exited): qemu.qmp's own types
+            raise InfraError(f"QMP {name} failed: {type(exc).__name__}: {exc}") from None
         self._log("<-", {"return": result})
         return result
 
     def wait_event(
-        self, name: str, match: Mapping[str, Any] | None = None, timeout: float = 30.0
+        self,
+        name: str,
+        match: Mapping[str, Any] | None = None,
+        timeout: float = 30.0,
+        abort: Callable[[], str | None] | None = None,
     ) -> dict[str, Any]:
-        """Consumes and returns the first (past or future) event ``name`` whose data matches."""
+        """Consumes and returns the first (past or future) event ``name`` whose data matches.
+
+        TimeoutError when none comes in time; QMPAborted as soon as ``abort`` returns a reason
+        (a guest that panicked sends no more events, so waiting on would only waste the
+        timeout)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -96,7 +113,22 @@ class QMP:
                     raise TimeoutError(
                         f"no QMP event {name} {dict(match or {})} within {timeout:.0f} s"
                     )
-                self._cond.wait(remaining)
+                reason = abort() if abort is not None else None
+                if reason:
+                    raise QMPAborted(f"stopped waiting for {name}: {reason}")
+                self._cond.wait(min(remaining, ABORT_POLL) if abort else remaining)
+
+    def discard(self, name: str, match: Mapping[str, Any] | None = None) -> int:
+        """Drops received events ``name`` whose data matches; returns how many."""
+        with self._cond:
+            keep = [
+                e
+                for e in self._events
+                if not (e.get("event") == name and matches(e.get("data", {}), match or {}))
+            ]
+            dropped = len(self._events) - len(keep)
+            self._events[:] = keep
+            return dropped
 
     def events(self) -> list[dict[str, Any]]:
         """Events received and not yet consumed (oldest first)."""

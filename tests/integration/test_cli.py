@@ -2,26 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.arch import ArchProfile
 from harness.kernel import Kernel
-
-
-def memharness(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+from tests.integration.cli import memharness
 
 
 def test_boot_prints_stdout_and_exits_with_status(arch: ArchProfile, tmp_path: Path) -> None:

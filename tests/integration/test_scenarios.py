@@ -15,8 +15,10 @@ from harness.layout.model import Layout, Region
 from harness.layout.planner import plan
 from harness.outcome import Outcome
 from harness.pytest_plugin import selected_arches
+from harness.scenario.execute import plan_scenario, run_scenario, vm_options
 from harness.scenario.model import Scenario, load_catalogue
-from harness.scenario.runner import ScenarioRun, missing_options, prepare, run_scenario
+from harness.scenario.record import missing_options
+from harness.scenario.runner import ScenarioRun
 from harness.vm.machine import VM
 
 Prepared = Callable[[ArchProfile], tuple[Kernel, GuestImage]]
@@ -25,7 +27,7 @@ Prepared = Callable[[ArchProfile], tuple[Kernel, GuestImage]]
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "scenario" in metafunc.fixturenames:
         arches = {a.name for a in selected_arches(metafunc.config)}
-        chosen = [s for s in load_catalogue() if s.arch in arches]
+        chosen = [s for s in load_catalogue() if s.arch in arches and not s.hotplug]
         metafunc.parametrize("scenario", chosen, ids=[f"{s.name}-{s.arch}" for s in chosen])
 
 
@@ -80,7 +82,7 @@ def test_a_layout_that_did_not_happen_fails(prepared: Prepared, tmp_path: Path) 
         teardown=False,
     )
     claimed = plan(Layout("legacy", 2 << 30, pmem=(Region(0x44000000, 64 << 20),)), arch)
-    _, options = prepare(booted, kernel, "tcg")
+    options = vm_options(booted, plan_scenario(booted, kernel), "tcg")
     with VM(kernel, image, tmp_path, options) as vm:
         run = ScenarioRun(booted, kernel, vm, claimed)
         run.run()

@@ -116,6 +116,10 @@ def test_catalogue_and_selection() -> None:
         "dt-modes-at-boot",
         "dt-teardown-arm64",
         "poison-then-teardown-arm64",
+        "dimm-plug-cycle-arm64",
+        "virtio-mem-resize-arm64",
+        "partial-hot-remove-arm64",
+        "partial-hot-remove-arm64-rodata",
     ]
     assert len(select(catalogue, "legacy-middle,dt-after-mem-limit", [X86_64, ARM64])) == 2
     with pytest.raises(UserError, match="unknown scenario nope"):
@@ -136,4 +140,16 @@ def test_bad_catalogue_entries(tmp_path: object) -> None:
         load_catalogue(bad)
     bad.write_text('[[scenario]]\nname = "x"\narch = "x86_64"\n')
     with pytest.raises(UserError, match="missing key 'summary'"):
+        load_catalogue(bad)
+    bad.write_text(
+        '[[scenario]]\nname = "x"\narch = "x86_64"\nsummary = "s"\n'
+        'layout = { kind = "hotplug", memory = "1G" }\n'
+    )
+    with pytest.raises(UserError, match="a hotplug layout needs steps"):
+        load_catalogue(bad)
+    bad.write_text(
+        '[[scenario]]\nname = "x"\narch = "x86_64"\nsummary = "s"\n'
+        'layout = { kind = "hotplug", memory = "1G" }\nsteps = [{ plug = "pc-dimm" }]\n'
+    )
+    with pytest.raises(UserError, match=r"scenario x: step plug: missing \['id', 'size'\]"):
         load_catalogue(bad)

@@ -1,0 +1,138 @@
+"""What every scenario run shares: recorded steps, guest commands that fail a step rather than
+the run, and pfn walks over sections checked against what a fixed kernel answers.
+
+Each step is recorded (passed / failed / skipped with the reason, its time and its data) for
+result.json; walker output is kept whole under walkers/.
+"""
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.kernel import Kernel
+from harness.kernel.kconfig import Requirement
+from harness.layout.planner import Section
+from harness.scenario import walkers as walk
+from harness.vm.machine import VM
+
+if TYPE_CHECKING:
+    from harness.scenario.model import Scenario
+
+PROBE_TIMEOUT = 60.0
+WALK_TIMEOUT = 180.0
+
+
+@dataclass
+class Step:
+    name: str
+    status: str  # passed | failed | skipped
+    reason: str = ""
+    seconds: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def missing_options(kernel: Kernel, names: tuple[str, ...]) -> list[str]:
+    """Options among ``names`` the kernel's .config lacks ([] when there is no .config)."""
+    options = kernel.config_options()
+    if options is None:
+        return []
+    return [
+        str(r.option) for r in (Requirement.parse(n) for n in names) if not r.satisfied_by(options)
+    ]
+
+
+class GuestSteps:
+    """Step bookkeeping for one scenario on one booted guest."""
+
+    def __init__(self, scenario: "Scenario", kernel: Kernel, vm: VM) -> None:
+        self.scenario = scenario
+        self.kernel = kernel
+        self.vm = vm
+        self.steps: list[Step] = []
+        self.failures: list[str] = []
+        self.walkers: list[str] = []  # the scenario's walkers this kernel can run
+
+    def run(self) -> None:
+        """Plays the scenario on the booted guest."""
+        raise NotImplementedError
+
+    @contextmanager
+    def _step(self, name: str) -> Iterator[Step]:
+        step = Step(name, "passed")
+        self.steps.append(step)
+        start = time.monotonic()
+        try:
+            yield step
+        finally:
+            step.seconds = time.monotonic() - start
+
+    def _fail(self, step: Step, reason: str) -> None:
+        step.status = "failed"
+        step.reason = step.reason or reason
+        self.failures.append(f"{self.scenario.name}: {step.name}: {reason}")
+
+    def _guest(
+        self, step: Step, command: str, timeout: float = PROBE_TIMEOUT, port: int = 0
+    ) -> str | None:
+        """``command``'s output, or None after failing ``step`` with its exit and stderr."""
+        result = self.vm.run(command, timeout=timeout, check=False, port=port)
+        if result.exit_code != 0:
+            if self.vm.ready:
+                err = result.stderr.decode(errors="replace").strip().splitlines()
+                self._fail(
+                    step, f"`{command}` exited {result.exit_code}{': ' + err[-1] if err else ''}"
+                )
+            return None
+        return result.text
+
+    @property
+    def alive(self) -> bool:
+        return self.vm.ready
+
+    def _save(self, name: str, text: str) -> None:
+        folder = self.vm.artifacts / "walkers"
+        folder.mkdir(exist_ok=True)
+        (folder / name.replace(" ", "_")).write_text(text)
+
+    def skip_unsupported_walkers(self) -> None:
+        """One skipped step per walker the kernel cannot run (not one per mode)."""
+        for name in self.scenario.walkers:
+            absent = missing_options(self.kernel, walk.WALKERS[name].requires)
+            if absent:
+                with self._step(f"walker {name}") as step:
+                    step.status, step.reason = "skipped", f"kernel lacks {', '.join(absent)}"
+            else:
+                self.walkers.append(name)
+
+    def walk_sections(self, label: str, sections: Iterable[Section]) -> None:
+        """Every runnable walker over every pfn of each section, checked per kind of pfn."""
+        chosen = list(sections)
+        for name in self.walkers:
+            with self._step(f"{label}: {name}") as step:
+                walker = walk.WALKERS[name]
+                for section in chosen:
+                    if self.alive:
+                        self._walk(step, walker, section)
+
+    def _walk(self, step: Step, walker: walk.Walker, section: Section) -> None:
+        count = self.kernel.arch.section_size // 4096
+        out = self._guest(step, walker.command(section.start // 4096, count), WALK_TIMEOUT)
+        if out is None:
+            return
+        result = json.loads(out)
+        self._save(f"{step.name}-section{section.number}.json", out)
+        step.data[f"section {section.number}"] = walk.summary(result, section)
+        for failure in walk.check(walker.name, result, section):
+            self._fail(step, failure)
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.name,
+            "summary": self.scenario.summary,
+            "steps": [asdict(s) for s in self.steps],
+            "skipped": [f"{s.name}: {s.reason}" for s in self.steps if s.status == "skipped"],
+            "failures": self.failures,
+        }
