@@ -81,11 +81,15 @@ class HotplugRun(GuestSteps):
         out = self.vm.run(f"ls {MEMORY}", check=False).text
         return {int(n[6:]) for n in out.split() if n.startswith("memory") and n[6:].isdigit()}
 
-    def _states(self, step: Step, blocks: tuple[int, ...]) -> dict[int, tuple[str, str]]:
-        """block → (state, valid_zones) as the guest shows them."""
+    def _states(
+        self, step: Step, blocks: tuple[int, ...], before: str = ""
+    ) -> dict[int, tuple[str, str]]:
+        """block → (state, valid_zones) as the guest shows them, after the shell ``before``
+        (a wait or the writes of the step: one guest round trip instead of two)."""
         out = self._guest(
             step,
-            f"cd {MEMORY} && for b in {' '.join(map(str, blocks))}; do "
+            (f"{before} && " if before else "")
+            + f"cd {MEMORY} && for b in {' '.join(map(str, blocks))}; do "
             "echo $b $(cat memory$b/state) $(cat memory$b/valid_zones 2>/dev/null); done",
         )
         states: dict[int, tuple[str, str]] = {}
@@ -95,10 +99,12 @@ class HotplugRun(GuestSteps):
                 states[int(parts[0])] = (parts[1], parts[2] if len(parts) > 2 else "")
         return states
 
-    def _expect_states(self, step: Step, planned: PlannedStep) -> None:
+    def _expect_states(self, step: Step, planned: PlannedStep, before: str = "") -> None:
         if not planned.blocks or planned.state == DEVICE:
+            if before:
+                self._guest(step, before)
             return
-        states = self._states(step, planned.blocks)
+        states = self._states(step, planned.blocks, before)
         step.data["states"] = {str(b): " ".join(v) for b, v in states.items()}
         wrong = {b: s for b, (s, _) in states.items() if s != planned.state}
         if wrong:
@@ -108,11 +114,17 @@ class HotplugRun(GuestSteps):
             if unmovable:
                 self._fail(step, f"memory blocks {unmovable} are online but not in ZONE_MOVABLE")
 
-    def _wait_blocks(self, step: Step, blocks: tuple[int, ...], present: bool) -> None:
+    @staticmethod
+    def _wait_script(blocks: tuple[int, ...], present: bool) -> str:
+        """Guest shell that waits for ``blocks`` to appear (or go away); '' for none."""
         if not blocks:
-            return
+            return ""
         test = " && ".join(f"{'' if present else '! '}test -e {MEMORY}/memory{b}" for b in blocks)
-        if self._guest(step, f"mh-wait {APPEAR_TIMEOUT} sh -c '{test}'") is None:
+        return f"mh-wait {APPEAR_TIMEOUT} sh -c '{test}'"
+
+    def _wait_blocks(self, step: Step, blocks: tuple[int, ...], present: bool) -> None:
+        script = self._wait_script(blocks, present)
+        if script and self._guest(step, script) is None:
             step.reason = (
                 f"memory blocks {list(blocks)} did not "
                 f"{'appear' if present else 'go away'} within {APPEAR_TIMEOUT} s"
@@ -158,6 +170,7 @@ class HotplugRun(GuestSteps):
     # -- actions -----------------------------------------------------------------------------
     def _do_plug(self, step: Step, planned: PlannedStep) -> None:
         dev_id, kind = planned.step.id, DEVICE_KINDS[planned.kind]
+        self.vm.qmp.discard("ACPI_DEVICE_OST", {"info": {"device": dev_id}})  # stale: not ours
         start = time.monotonic()
         for command, arguments in planned.qmp:
             if self._qmp(step, command, arguments) is None:
@@ -180,12 +193,12 @@ class HotplugRun(GuestSteps):
             found = self._guest(step, f"mh-wait {APPEAR_TIMEOUT} grep -qi '{pattern}' /proc/iomem")
             if found is None:
                 step.reason = f"no Persistent Memory at {r} in /proc/iomem"
-        self._wait_blocks(step, planned.blocks, present=True)
-        self._expect_states(step, planned)
+        self._expect_states(step, planned, before=self._wait_script(planned.blocks, True))
         step.data["seconds_to_guest"] = round(time.monotonic() - start, 3)
 
     def _do_unplug(self, step: Step, planned: PlannedStep) -> None:
         dev_id = planned.step.target
+        self.vm.qmp.discard("DEVICE_DELETED", {"device": dev_id})
         start = time.monotonic()
         (delete, del_args), (obj_del, obj_args) = planned.qmp
         if self._qmp(step, delete, del_args) is None:
@@ -217,13 +230,12 @@ class HotplugRun(GuestSteps):
 
     def _set_state(self, step: Step, planned: PlannedStep, state: str, write: str) -> None:
         """Writes ``write`` to every block not already ``state``, then checks all of them."""
-        self._guest(
-            step,
-            f"cd {MEMORY} && for b in {' '.join(map(str, planned.blocks))}; do "
+        writes = (
+            f"(cd {MEMORY} && for b in {' '.join(map(str, planned.blocks))}; do "
             f"[ $(cat memory$b/state) = {state} ] || echo {write} > memory$b/state || exit 1; "
-            "done",
+            "done)"
         )
-        self._expect_states(step, planned)
+        self._expect_states(step, planned, before=writes)
 
     def _do_churn(self, step: Step, planned: PlannedStep) -> None:
         """offline/online every block ``rounds`` times while walkers loop on port 1."""
@@ -272,6 +284,7 @@ class HotplugRun(GuestSteps):
 
     def _do_resize(self, step: Step, planned: PlannedStep) -> None:
         dev_id = planned.step.target
+        self.vm.qmp.discard("MEMORY_DEVICE_SIZE_CHANGE", {"id": dev_id})
         start = time.monotonic()
         ((command, arguments),) = planned.qmp
         if self._qmp(step, command, arguments) is None:
@@ -287,6 +300,10 @@ class HotplugRun(GuestSteps):
         }
         if device.get("size") != planned.size:
             self._fail(step, f"QEMU reports {dev_id} size {device.get('size')}, not {planned.size}")
+        # Linux plugs virtio-mem subblocks before it adds their memory block (and removes the
+        # block before it unplugs the last subblock): the event can precede the guest's view.
+        self._wait_blocks(step, planned.blocks, present=True)
+        self._wait_blocks(step, planned.gone, present=False)
         assert planned.region is not None
         region_blocks = set(
             range(planned.region.start // self.block, planned.region.end // self.block)
@@ -307,8 +324,7 @@ class HotplugRun(GuestSteps):
 
     def _do_add_memory(self, step: Step, planned: PlannedStep) -> None:
         self._debugfs(step, planned)
-        self._wait_blocks(step, planned.blocks, present=True)
-        self._expect_states(step, planned)
+        self._expect_states(step, planned, before=self._wait_script(planned.blocks, True))
 
     def _do_offline_and_remove_memory(self, step: Step, planned: PlannedStep) -> None:
         self._debugfs(step, planned)
