@@ -18,6 +18,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ class RawQMP:
         self.sock.connect(str(path))
         self.sock.settimeout(60)
         self.sent = 0.0
+        self.pending: list[dict[str, Any]] = []
         self.file = self.sock.makefile("rw")
         self.file.readline()  # greeting
         self.execute("qmp_capabilities")
@@ -59,12 +62,13 @@ class RawQMP:
             reply = json.loads(self.file.readline())
             if "return" in reply or "error" in reply:
                 return reply
+            self.pending.append(reply)  # an event that came before the reply
 
     def wait(self, event: str, **match: Any) -> None:
         """The first ``event`` matching, sent after the last command (memharness's own steps
         leave events on this monitor too)."""
         while True:
-            msg = json.loads(self.file.readline())
+            msg = self.pending.pop(0) if self.pending else json.loads(self.file.readline())
             data, stamp = msg.get("data", {}), msg.get("timestamp", {})
             when = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
             if (
@@ -91,21 +95,32 @@ def timed_steps(vm: VM, arch: ArchProfile, sc: Scenario) -> list[float]:
     return [s.seconds for s in run.steps[1:]]  # steps[0] loads modules
 
 
-def dimm_bench(arch: ArchProfile, rounds: int) -> None:
+@contextmanager
+def guest_with_bare_monitor(arch: ArchProfile, layout: Layout) -> Iterator[tuple[VM, RawQMP]]:
+    """A guest booted for ``layout`` with a second QMP monitor for the bare path."""
     kernel, image = prepare(arch, None)
-    layout = Layout.from_data({"kind": "hotplug", "memory": "1G", "slots": 4, "maxmem": "4G"})
+    layout_plan = plan(layout, arch)
     sockdir = Path(tempfile.mkdtemp(prefix="mhh-"))
     bare = ("-chardev", f"socket,id=bare,path={sockdir}/bare.sock,server=on,wait=off")
-    extra = (*bare, "-mon", "chardev=bare,mode=control")
-    options = VMOptions(memory=1 << 30, slots=4, maxmem=4 << 30, extra_args=extra)
-    results: dict[str, list[float]] = {
-        "mh-plug": [],
-        "mh-unplug": [],
-        "bare-plug": [],
-        "bare-unplug": [],
-    }
+    options = VMOptions(
+        memory=layout.memory,
+        slots=layout.slots,
+        maxmem=layout.maxmem,
+        extra_args=(*layout_plan.qemu_args, *bare, "-mon", "chardev=bare,mode=control"),
+        cmdline=layout_plan.cmdline,
+    )
     with VM(kernel, image, Path(tempfile.mkdtemp(prefix="mhh-art-")), options) as vm:
-        raw = RawQMP(sockdir / "bare.sock")
+        yield vm, RawQMP(sockdir / "bare.sock")
+
+
+def new_results() -> dict[str, list[float]]:
+    return {"mh-plug": [], "mh-unplug": [], "bare-plug": [], "bare-unplug": []}
+
+
+def dimm_bench(arch: ArchProfile, rounds: int) -> None:
+    layout = Layout.from_data({"kind": "hotplug", "memory": "1G", "slots": 4, "maxmem": "4G"})
+    results = new_results()
+    with guest_with_bare_monitor(arch, layout) as (vm, raw):
         for i in range(rounds):
             steps = [
                 {"plug": "pc-dimm", "id": f"d{i}", "size": "128M"},
@@ -120,9 +135,8 @@ def dimm_bench(arch: ArchProfile, rounds: int) -> None:
             block = (4 << 30) // BLOCK
             state = f"/sys/devices/system/memory/memory{block}/state"
             start = time.monotonic()
-            raw.execute(
-                "object-add", **{"qom-type": "memory-backend-ram", "id": f"b{i}", "size": BLOCK}
-            )
+            backend = {"qom-type": "memory-backend-ram", "id": f"b{i}", "size": BLOCK}
+            raw.execute("object-add", **backend)
             raw.execute("device_add", driver="pc-dimm", id=f"bd{i}", memdev=f"b{i}", addr=4 << 30)
             raw.wait("ACPI_DEVICE_OST")
             vm.run(f"mh-wait 30 test -e {state} && echo online_movable > {state}")
@@ -137,31 +151,18 @@ def dimm_bench(arch: ArchProfile, rounds: int) -> None:
 
 
 def virtio_bench(arch: ArchProfile, rounds: int) -> None:
-    kernel, image = prepare(arch, None)
-    data = {
-        "kind": "hotplug",
-        "memory": "1G",
-        "maxmem": "4G",
-        "online": "online_movable",
-        "virtio_mem": [{"id": "vmem0", "size": "1G"}],
-    }
-    layout = Layout.from_data(data)
-    layout_plan = plan(layout, arch)
-    sockdir = Path(tempfile.mkdtemp(prefix="mhh-"))
-    bare = ("-chardev", f"socket,id=bare,path={sockdir}/bare.sock,server=on,wait=off")
-    extra = (*layout_plan.qemu_args, *bare, "-mon", "chardev=bare,mode=control")
-    options = VMOptions(
-        memory=1 << 30, maxmem=4 << 30, extra_args=extra, cmdline=layout_plan.cmdline
+    layout = Layout.from_data(
+        {
+            "kind": "hotplug",
+            "memory": "1G",
+            "maxmem": "4G",
+            "online": "online_movable",
+            "virtio_mem": [{"id": "vmem0", "size": "1G"}],
+        }
     )
-    results: dict[str, list[float]] = {
-        "mh-plug": [],
-        "mh-unplug": [],
-        "bare-plug": [],
-        "bare-unplug": [],
-    }
-    with VM(kernel, image, Path(tempfile.mkdtemp(prefix="mhh-art-")), options) as vm:
+    results = new_results()
+    with guest_with_bare_monitor(arch, layout) as (vm, raw):
         vm.run("modprobe virtio_mem")
-        raw = RawQMP(sockdir / "bare.sock")
         path = "/machine/peripheral/vmem0"
         for _ in range(rounds):
             steps = [{"resize": "vmem0", "size": "128M"}, {"resize": "vmem0", "size": "0"}]
