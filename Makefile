@@ -1,7 +1,7 @@
 # The two commands of the README's quick start, plus the pieces they are made of.
 # Every target first runs scripts/setup.sh, which installs only what is missing.
 
-.PHONY: setup run test lint unit integration bench
+.PHONY: setup run test lint unit integration bench bench-kbuild
 
 setup:
 	@scripts/setup.sh
@@ -20,3 +20,8 @@ lint unit integration: setup
 bench: setup
 	.venv/bin/python bench/boot.py
 	.venv/bin/python bench/splat_corpus.py
+	.venv/bin/python bench/hotplug.py
+
+# Incremental kernel rebuilds (a full build first: minutes).
+bench-kbuild: setup
+	.venv/bin/python bench/kbuild.py

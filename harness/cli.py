@@ -3,6 +3,9 @@
 Exit codes: a user error (bad input) is 2 with one line naming the fix, printed before QEMU
 starts.  ``boot`` exits with the guest command's own status; when the run ends in another way it
 follows ``git bisect run``: 1 for a kernel splat or a hang, 125 for an infrastructure error.
+``run`` exits 0 when every scenario passed or reproduced its declared known bug, 1 when any
+failed or passed unexpectedly, 125 when none could run; ``run --bisect`` counts any splat as
+bad (see harness/report/summary.py).
 """
 
 import argparse
@@ -202,16 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(summary.to_json(results) + "\n")
     if args.html:
         Path(args.html).write_text(summary.to_html(results))
-    return run_exit_code([r.outcome for r in results])
-
-
-def run_exit_code(outcomes: list[Outcome]) -> int:
-    """`git bisect run` semantics: 1 if any scenario failed (a known bug showing is a failure:
-    the bug is there), 125 if none could run, else 0.  Skips are listed, never passes."""
-    ran = [o for o in outcomes if o != Outcome.SKIPPED]
-    if any(o != Outcome.PASS for o in ran):
-        return 1
-    return 0 if ran else 125
+    return summary.exit_code(results, bisect=args.bisect)
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
@@ -338,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", help="comma-separated scenario names (default: all)")
     run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     run.add_argument("--html", metavar="FILE", help="also write an HTML report")
+    run.add_argument(
+        "--bisect",
+        action="store_true",
+        help="for `git bisect run`: any splat (known bugs too), hang or failed check exits 1, "
+        "an infrastructure error 125, only clean passes 0",
+    )
     _add_common(run)
     run.add_argument(
         "--catalogue",

@@ -174,3 +174,18 @@ def test_bad_hotplug_steps_are_one_line_exit_2(steps: str, needle: str, tmp_path
     assert len(errors) == 1 and needle in errors[0] and "bad-hotplug" in errors[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "a").exists()  # refused before anything booted
+
+
+@pytest.mark.arm64
+def test_run_exit_code_known_bug_expected_but_bad_for_bisect(
+    arch: ArchProfile, tmp_path: Path
+) -> None:
+    """The main job stays green when a scenario reproduces its declared known bug; `--bisect`
+    calls the same kernel bad."""
+    args = ["run", "--arch", "arm64", "--scenario", "partial-hot-remove-arm64"]
+    done = memharness(*args, "--artifacts", str(tmp_path / "a"), "--json", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "known bug reproduced (expected)" in done.stdout
+    assert '"known_bugs_reproduced": 1' in (tmp_path / "r").read_text()
+    done = memharness(*args, "--bisect", "--artifacts", str(tmp_path / "b"))
+    assert done.returncode == 1, done.stdout + done.stderr

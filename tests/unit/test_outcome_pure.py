@@ -1,10 +1,14 @@
 """Outcome decisions, QEMU exit explanations and accelerator plans (pure)."""
 
+from pathlib import Path
+
 import pytest
 
 from harness.arch import ARM64, X86_64
 from harness.errors import UserError
 from harness.outcome import BISECT_EXIT, Facts, Outcome, decide
+from harness.report import summary
+from harness.result import RunResult
 from harness.splat.model import Splat
 from harness.vm import accel
 from harness.vm.machine import explain_exit
@@ -71,3 +75,39 @@ def test_accel_plans(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     accel.record_verdict(X86_64, False, "guest hung")
     plan = accel.plan("auto", X86_64)
     assert plan.first == "tcg" and "guest hung" in plan.note
+
+
+def result(outcome: Outcome, known: str | None = None, reproduced: bool = False) -> RunResult:
+    details = {"known_bug": known, "known_bug_reproduced": reproduced} if known else {}
+    return RunResult("s", outcome, "why", Path("/a"), {"arch": "x86_64"}, [], [], "", 1.0, details)
+
+
+BUG = "BUG: unable to handle kernel paging request in clear_page"
+
+
+@pytest.mark.parametrize(
+    ("results", "run_code", "bisect_code"),
+    [
+        ([result(Outcome.PASS)], 0, 0),
+        ([result(Outcome.PASS), result(Outcome.SKIPPED)], 0, 0),
+        ([result(Outcome.SKIPPED)], 125, 125),
+        # a known bug reproducing is expected in a run, but it is the bug for bisect
+        ([result(Outcome.PASS), result(Outcome.KERNEL_SPLAT, BUG, True)], 0, 1),
+        # a known-bug scenario that splats with something else has failed
+        ([result(Outcome.KERNEL_SPLAT, BUG, False)], 1, 1),
+        # the known bug did not reproduce: news in a run, a good commit for bisect
+        ([result(Outcome.PASS, BUG)], 1, 0),
+        ([result(Outcome.HANG)], 1, 1),
+        ([result(Outcome.INFRA_ERROR)], 1, 125),
+        ([result(Outcome.INFRA_ERROR), result(Outcome.COMMAND_FAILED)], 1, 1),
+    ],
+)
+def test_run_exit_codes(results: list[RunResult], run_code: int, bisect_code: int) -> None:
+    assert summary.exit_code(results) == run_code
+    assert summary.exit_code(results, bisect=True) == bisect_code
+
+
+def test_table_says_expected_and_unexpected() -> None:
+    text = summary.table([result(Outcome.KERNEL_SPLAT, BUG, True), result(Outcome.PASS, BUG)])
+    assert "known bug reproduced (expected)" in text
+    assert f"UNEXPECTED PASS: known bug did not reproduce: {BUG}" in text

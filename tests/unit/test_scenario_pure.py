@@ -120,6 +120,7 @@ def test_catalogue_and_selection() -> None:
         "virtio-mem-resize-arm64",
         "partial-hot-remove-arm64",
         "partial-hot-remove-arm64-rodata",
+        "dimm-soft-offline-unplug-arm64",
     ]
     assert len(select(catalogue, "legacy-middle,dt-after-mem-limit", [X86_64, ARM64])) == 2
     with pytest.raises(UserError, match="unknown scenario nope"):
