@@ -30,6 +30,12 @@ _BEFORE_LINES = re.compile(
     r"^(?:page:|page dumped because:|raw: |flags: |head: |memcg:|anon flags:|page_type:|"
     r"page_owner|pfn:|aops:|mapping:|  *\S|-+\[ cut here \]-+|=+\s*$|\s*$)"
 )
+# Messages that print a stack of their own without being a bug; without printk caller context
+# there is no telling their frames from the report's, so the report ends where they start.
+_INFO_WITH_STACK = re.compile(
+    r"FAULT_INJECTION: forcing a failure|vmalloc: allocation failure:"
+    r"|FAULT_FLAG_ALLOW_RETRY missing"
+)
 _LOCK_AT = re.compile(r", at: (?:\[<[0-9a-f]+>\]\s*)?" + fr.FUNC + r"(?:\+0x|\s)")
 _SCHEDULER = re.compile(r"(?:__)?schedule|preempt_schedule|_cond_resched")
 _OFFSET_FUNC = re.compile(fr.FUNC + r"\+0x")
@@ -61,6 +67,7 @@ class Rule:
     continues: bool = False  # right after another report's start, this line is part of it
     prefer: Pattern[str] | None = None  # a frame matching this wins over anchors and skips
     headed_trace: bool = True  # only frames after a "Call Trace:"-style header count
+    trace_required: bool = False  # ... and without a header there are no frames
     anchors: Pattern[str] | None = None  # pick the frame just inside the innermost anchor
     frames_after: Pattern[str] | None = None  # consider only frames after the first match
     stamped: bool = False  # only kernel lines (with a printk timestamp) start this report
@@ -110,6 +117,7 @@ def load_rules(path: Path = RULES_FILE) -> Rules:
                 continues=r.get("continues", False),
                 prefer=re.compile(r["prefer"]) if "prefer" in r else None,
                 headed_trace=r.get("headed_trace", True),
+                trace_required=r.get("trace_required", False),
                 anchors=_alternation(data.get("anchors", {}).get(r["anchors"]))
                 if "anchors" in r
                 else None,
@@ -145,7 +153,8 @@ def sanitise(title: str) -> str:
     title = re.sub(r"\b([\w/.-]+\.(?:c|h|S|rs)):\d+(?::\d+)?", r"\1:LINE", title)
     title = re.sub(r"\b0x[0-9a-fA-F]+\b", "ADDR", title)
     title = re.sub(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b", "ADDR", title)
-    title = re.sub(r"(?<![\w])-?\d+(?![\w])", "NUM", title)
+    title = re.sub(r"(?<![\w])\d+(?![\w])", "NUM", title)
+    title = re.sub(r"(?<=[A-Za-z_-])\d{6,}(?!\w)", "NUM", title)  # tmpdir123456789 → tmpdirNUM
     return re.sub(r"\s+", " ", title).strip()
 
 
@@ -208,6 +217,8 @@ class Parser:
                 return j + 1, True
             if text.startswith("Kernel panic - not syncing"):
                 continue  # panic_on_warn / oops=panic: the report goes on after it
+            if not ctx and _INFO_WITH_STACK.search(text):
+                return j, True
             found = self.match_start(lines, j)
             if found is not None and not (found.rule.continues and j - start <= CONTINUATION):
                 return j, True
@@ -256,7 +267,7 @@ class Parser:
                 break
         site_skips = (*rule.skip, *self.rules.skip)
         skips = (*site_skips, *self.rules.library)
-        all_frames = fr.frames(body, rule.headed_trace)
+        all_frames = fr.frames(body, rule.headed_trace, rule.trace_required)
         stack = [f for f in all_frames if not _skipped(f, skips)]
         frame = stack[0] if stack else None
         if rule.anchors is not None:
@@ -273,13 +284,18 @@ class Parser:
                 func = frame
             fields["func"] = func
         frame = self._canonical(frame)
+        # A fault-injection dump interleaved before the guilty frame: the stack we would read
+        # is not (only) the report's, so the title says so instead of naming a wrong frame.
+        interleaved = frame is not None and _fault_injection_before(body, frame)
+        if interleaved:
+            frame = CORRUPTED
         values = {
             **fields,
             "frame": frame,
             "site": frame,
             "lockfunc": self._canonical(_lock_func(body, skips)) or frame,
         }
-        corrupted = False
+        corrupted = interleaved
         if not all_frames and not site:
             # A report with no stack at all is truncated or garbled.
             values.update(frame=None, site=None)
@@ -306,7 +322,7 @@ class Parser:
         return Splat(
             title=title,
             kind=kind,
-            frame=frame,
+            frame=None if interleaved else frame,
             text="\n".join(ln.raw for ln in text_lines),
             corrupted=corrupted,
             fatal=fatal,
@@ -374,6 +390,23 @@ def _anchored(frames: list[str], anchors: Pattern[str], after: Pattern[str] | No
         if anchors.search(outer) and not anchors.search(inner) and not _SCHEDULER.match(inner):
             return inner
     return None
+
+
+_FAULT_INJECTION_FRAME = re.compile(r"^\s*(?:\[<?[0-9a-f]+>?\]\s*)?should_fail(?:slab)?[.+]")
+
+
+def _fault_injection_before(body: list[Line], frame: str) -> bool:
+    """Whether a fault-injection stack (should_fail*) is interleaved before the guilty frame.
+
+    Fault injection dumps its own stack without caller context; when that dump lands inside a
+    report the frames around it belong to either task, so no frame can be trusted.
+    """
+    for line in body[1:]:
+        if _FAULT_INJECTION_FRAME.match(line.text):
+            return True
+        if fr.frame_of(line) == frame:
+            return False
+    return False
 
 
 def _lock_func(body: list[Line], skips: tuple[Pattern[str], ...]) -> str | None:
