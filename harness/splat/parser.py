@@ -80,6 +80,7 @@ class Rules:
     reports: tuple[Rule, ...]
     skip: tuple[Pattern[str], ...]  # never guilty
     library: tuple[Pattern[str], ...]  # not guilty when the title takes a stack frame
+    machinery: tuple[Pattern[str], ...] = ()  # not guilty unless nothing else is left
     any_start: Pattern[str] = field(default=re.compile("$^"))
     any_floating: Pattern[str] | None = None
     canonical: tuple[tuple[Pattern[str], str], ...] = ()
@@ -138,6 +139,7 @@ def load_rules(path: Path = RULES_FILE) -> Rules:
         tuple(reports),
         tuple(re.compile(p) for p in data.get("skip", [])),
         tuple(re.compile(p) for p in data.get("library", [])),
+        tuple(re.compile(p) for p in data.get("machinery", [])),
         any_start,
         any_floating,
         canonical,
@@ -265,10 +267,12 @@ class Parser:
                         fields.update({k: v for k, v in hit.groupdict().items() if v is not None})
                 title_fmt, kind = case.title, case.kind or rule.kind
                 break
-        site_skips = (*rule.skip, *self.rules.skip)
+        site_skips = (*rule.skip, *self.rules.skip, *self.rules.machinery)
         skips = (*site_skips, *self.rules.library)
         all_frames = fr.frames(body, rule.headed_trace, rule.trace_required)
-        stack = [f for f in all_frames if not _skipped(f, skips)]
+        stack = [f for f in all_frames if not _skipped(f, skips)] or [
+            f for f in all_frames if not _skipped(f, (*rule.skip, *self.rules.skip))
+        ]
         frame = stack[0] if stack else None
         if rule.anchors is not None:
             frame = _anchored(all_frames, rule.anchors, rule.frames_after) or frame
@@ -293,7 +297,8 @@ class Parser:
             **fields,
             "frame": frame,
             "site": frame,
-            "lockfunc": self._canonical(_lock_func(body, skips)) or frame,
+            "lockfunc": self._canonical(_lock_func(body, skips) or _lock_func(body, site_skips))
+            or frame,
         }
         corrupted = interleaved
         if not all_frames and not site:
