@@ -221,6 +221,20 @@ static const char *errname(int err)
 	}
 }
 
+/* The walkers that decide per pfn from its kpageflags: read them, open the JSON object. */
+static uint64_t *begin_flag_walk(const char *walker, uint64_t start, uint64_t count)
+{
+	uint64_t *flags = calloc(count, 8);
+
+	if (!flags)
+		die("calloc");
+	if (read_u64s("/proc/kpageflags", start, count, flags) < 0)
+		die("/proc/kpageflags");
+	printf("{\"walker\": \"%s\", \"start_pfn\": %" PRIu64 ", \"count\": %" PRIu64
+	       ", \"runs\": [", walker, start, count);
+	return flags;
+}
+
 /*
  * Soft offline migrates a RAM page's contents and retires the page: under TCG that costs
  * ~0.5 ms a page, so pfns with an online struct page are visited at a stride; pfns without
@@ -229,17 +243,11 @@ static const char *errname(int err)
 static int walk_soft_offline(uint64_t start, uint64_t count, uint64_t stride)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	uint64_t *flags = calloc(count, 8);
 	char buf[64], key[64];
 	struct runs r = {.first = 1};
 	double t0 = now();
+	uint64_t *flags = begin_flag_walk("soft-offline", start, count);
 
-	if (!flags)
-		die("calloc");
-	if (read_u64s("/proc/kpageflags", start, count, flags) < 0)
-		die("/proc/kpageflags");
-	printf("{\"walker\": \"soft-offline\", \"start_pfn\": %" PRIu64 ", \"count\": %" PRIu64
-	       ", \"runs\": [", start, count);
 	for (uint64_t i = 0; i < count; i++) {
 		int online = flags[i] != ~0ULL && !(flags[i] & (1ULL << KPF_NOPAGE));
 		const char *result = "skipped";
@@ -257,17 +265,11 @@ static int walk_soft_offline(uint64_t start, uint64_t count, uint64_t stride)
 
 static int walk_hwpoison(uint64_t start, uint64_t count, uint64_t stride, int keep)
 {
-	uint64_t *flags = calloc(count, 8);
 	char buf[64], key[96];
 	struct runs r = {.first = 1};
 	double t0 = now();
+	uint64_t *flags = begin_flag_walk("hwpoison", start, count);
 
-	if (!flags)
-		die("calloc");
-	if (read_u64s("/proc/kpageflags", start, count, flags) < 0)
-		die("/proc/kpageflags");
-	printf("{\"walker\": \"hwpoison\", \"start_pfn\": %" PRIu64 ", \"count\": %" PRIu64
-	       ", \"runs\": [", start, count);
 	for (uint64_t i = 0; i < count; i++) {
 		uint64_t f = flags[i];
 		const char *inject, *unpoison = "skipped";

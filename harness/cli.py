@@ -25,6 +25,16 @@ from harness.splat.model import Splat
 DEFAULT_ARTIFACTS = Path(os.environ.get("MEMHARNESS_ARTIFACTS", "memharness-artifacts"))
 
 
+def _add_catalogue(p: argparse.ArgumentParser) -> None:
+    """--catalogue: every command that names scenarios reads them from the same place."""
+    p.add_argument(
+        "--catalogue",
+        type=Path,
+        default=CATALOGUE,
+        help="scenario catalogue TOML (default: the built-in one)",
+    )
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kernel",
@@ -339,34 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
         "an infrastructure error 125, only clean passes 0",
     )
     _add_common(run)
-    run.add_argument(
-        "--catalogue",
-        type=Path,
-        default=CATALOGUE,
-        help="scenario catalogue TOML (default: the built-in one)",
-    )
+    _add_catalogue(run)
     run.set_defaults(func=cmd_run)
 
     scenarios = sub.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.add_argument("--json", action="store_true")
-    scenarios.add_argument(
-        "--catalogue",
-        type=Path,
-        default=CATALOGUE,
-        help="scenario catalogue TOML (default: the built-in one)",
-    )
+    _add_catalogue(scenarios)
     scenarios.set_defaults(func=cmd_scenarios)
 
     layout = sub.add_parser("layout", help="show a scenario's planned memory map")
     layout.add_argument("--arch", required=True)
     layout.add_argument("--scenario", required=True)
     layout.add_argument("--json", action="store_true")
-    layout.add_argument(
-        "--catalogue",
-        type=Path,
-        default=CATALOGUE,
-        help="scenario catalogue TOML (default: the built-in one)",
-    )
+    _add_catalogue(layout)
     layout.set_defaults(func=cmd_layout)
 
     kernel = sub.add_parser("kernel", help="build test kernels")

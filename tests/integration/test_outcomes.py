@@ -34,23 +34,19 @@ def test_command_over_its_timeout_is_a_hang(vm: VM) -> None:
     assert "3 s timeout" in reason
 
 
-def test_qemu_killed_from_outside_is_infra_error(vm: VM) -> None:
+@pytest.mark.parametrize(
+    ("sig", "said"),
+    [(signal.SIGKILL, "killed by signal 9"), (signal.SIGTERM, "stopped from outside")],
+    ids=["SIGKILL", "SIGTERM"],
+)
+def test_qemu_stopped_from_outside_is_infra_error(vm: VM, sig: int, said: str) -> None:
     assert vm._proc is not None
-    os.kill(vm._proc.pid, signal.SIGKILL)
+    os.kill(vm._proc.pid, sig)
     result = vm.run("sleep 5", check=False)
     assert result.stopped_by
     outcome, reason = decide(vm.facts())
     assert outcome == Outcome.INFRA_ERROR
-    assert "killed by signal 9" in reason
-
-
-def test_qemu_terminated_from_outside_is_infra_error(vm: VM) -> None:
-    assert vm._proc is not None
-    os.kill(vm._proc.pid, signal.SIGTERM)
-    vm.run("sleep 5", check=False)
-    outcome, reason = decide(vm.facts())
-    assert outcome == Outcome.INFRA_ERROR
-    assert "stopped from outside" in reason
+    assert said in reason
 
 
 def test_stop_reaps_qemu(vm: VM) -> None:
