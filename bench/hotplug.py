@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.arch import ArchProfile, parse_arches  # noqa: E402
+from harness.catalogue.model import Scenario  # noqa: E402
 from harness.hotplug.plan import plan_steps  # noqa: E402
 from harness.hotplug.runner import HotplugRun  # noqa: E402
-from harness.hotplug.steps import Step  # noqa: E402
+from harness.hotplug.steps import Action  # noqa: E402
 from harness.layout.model import Layout  # noqa: E402
 from harness.layout.planner import plan  # noqa: E402
-from harness.scenario.model import Scenario  # noqa: E402
 from harness.session import prepare  # noqa: E402
 from harness.vm.machine import VM, VMOptions  # noqa: E402
 
@@ -81,7 +81,7 @@ class RawQMP:
 
 def scenario(arch: ArchProfile, layout: Layout, steps: list[dict[str, Any]]) -> Scenario:
     return Scenario(
-        "bench", arch.name, "bench", layout, walkers=(), steps=tuple(map(Step.from_data, steps))
+        "bench", arch.name, "bench", layout, walkers=(), steps=tuple(map(Action.from_data, steps))
     )
 
 

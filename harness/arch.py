@@ -26,6 +26,10 @@ class ArchProfile:
     kernel_image: str  # boot image inside a kbuild tree
     elf_machine: int  # e_machine of vmlinux and modules
     qemu_binary: str
+    qemu_package: str  # Debian package that ships qemu_binary
+    cross_gcc_package: str  # Debian package of the cross compiler (gnu_triplet-gcc)
+    boot_image_kind: str  # what a compressed kernel of this arch is called: bzImage | Image
+    pvh_boot: bool  # QEMU can boot an uncompressed vmlinux directly (x86 PVH entry)
     machine: str  # -machine value
     cpu: str | None  # -cpu value; None keeps QEMU's default
     console_tty: str  # console= for the serial port QEMU logs
@@ -46,6 +50,11 @@ class ArchProfile:
     def cc(self) -> str:
         return f"{self.cross_compile}gcc"
 
+    @property
+    def compiler_package(self) -> str:
+        """The Debian package that provides ``cc`` on this host."""
+        return self.cross_gcc_package if self.cross_compile else "gcc"
+
     def firmware(self) -> str | None:
         """The first installed UEFI firmware image, or None when there is none."""
         return next((c for c in self.uefi_firmware if Path(c).is_file()), None)
@@ -60,6 +69,10 @@ X86_64 = ArchProfile(
     kernel_image="arch/x86/boot/bzImage",
     elf_machine=62,  # EM_X86_64
     qemu_binary="qemu-system-x86_64",
+    qemu_package="qemu-system-x86",
+    cross_gcc_package="gcc-x86-64-linux-gnu",
+    boot_image_kind="bzImage",
+    pvh_boot=True,
     machine="q35,nvdimm=on",
     cpu=None,
     console_tty="ttyS0",
@@ -77,6 +90,10 @@ ARM64 = ArchProfile(
     kernel_image="arch/arm64/boot/Image",
     elf_machine=183,  # EM_AARCH64
     qemu_binary="qemu-system-aarch64",
+    qemu_package="qemu-system-arm",
+    cross_gcc_package="gcc-aarch64-linux-gnu",
+    boot_image_kind="Image",
+    pvh_boot=False,
     machine="virt",
     cpu="cortex-a57",  # -cpu max is ~5x slower under TCG (pointer authentication)
     console_tty="ttyAMA0",

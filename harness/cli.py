@@ -1,28 +1,74 @@
-"""The memharness command line.
+"""The memharness command line: parses arguments into typed requests, calls the library, renders
+the result.  No orchestration lives here (see harness/run.py and harness/session.py).
 
 Exit codes: a user error (bad input) is 2 with one line naming the fix, printed before QEMU
 starts.  ``boot`` exits with the guest command's own status; when the run ends in another way it
 follows ``git bisect run``: 1 for a kernel splat or a hang, 125 for an infrastructure error.
 ``run`` exits 0 when every scenario passed or reproduced its declared known bug, 1 when any
 failed or passed unexpectedly, 125 when none could run; ``run --bisect`` counts any splat as
-bad (see harness/report/summary.py).
+bad (see harness/report/summary.py).  A signal ends any command with 128 + the signal (130 for
+SIGINT, 143 for SIGTERM) after QEMU is stopped and what finished is written.
 """
 
 import argparse
 import json
+import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from harness import log as logsetup
 from harness import proc
 from harness.arch import ARCHES, get_arch, parse_arches
+from harness.catalogue.model import CATALOGUE
 from harness.errors import InfraError, UserError
 from harness.outcome import BISECT_EXIT, Outcome
-from harness.scenario.model import CATALOGUE
-from harness.splat.model import Splat
 
 DEFAULT_ARTIFACTS = Path(os.environ.get("MEMHARNESS_ARTIFACTS", "memharness-artifacts"))
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: anything longer is a typo, not a plan
+log = logging.getLogger("harness.cli")
+
+
+# -- argument types: every number is checked when parsed, before anything starts --------------
+
+
+def seconds(text: str) -> float:
+    """A finite, positive number of seconds, at most a week."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0 or value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a usable timeout: give seconds above 0 and at most {MAX_SECONDS:.0f}"
+        )
+    return value
+
+
+def count(low: int, high: int) -> Callable[[str], int]:
+    """A whole number in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high}")
+        return value
+
+    parse.__name__ = f"count {low}..{high}"
+    return parse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with memharness's error form: one line naming the fix, exit 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"memharness: error: {self.prog}: {message}\n")
 
 
 def _add_catalogue(p: argparse.ArgumentParser) -> None:
@@ -32,6 +78,29 @@ def _add_catalogue(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=CATALOGUE,
         help="scenario catalogue TOML (default: the built-in one)",
+    )
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    # SUPPRESS: a subcommand's default must not undo `memharness -v run`.
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_const",
+        const=1,
+        dest="verbosity",
+        default=argparse.SUPPRESS,
+        help="also debug lines on stderr",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_const",
+        const=-1,
+        dest="verbosity",
+        default=argparse.SUPPRESS,
+        help="only warnings and errors on stderr",
     )
 
 
@@ -53,6 +122,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="where run directories are written (default: %(default)s)",
     )
     p.add_argument(
+        "--keep",
+        metavar="N",
+        type=count(1, 1_000_000),
+        help="after the run, keep only the N newest run directories under --artifacts",
+    )
+    p.add_argument(
         "--accel",
         default=os.environ.get("MEMHARNESS_ACCEL", "tcg"),
         choices=("tcg", "kvm", "auto"),
@@ -60,63 +135,81 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
 
 
+# -- commands ---------------------------------------------------------------------------------
+
+
 def cmd_boot(args: argparse.Namespace) -> int:
     from harness.kernel.resolve import spec_for_arch
-    from harness.session import boot_and_run
+    from harness.session import BootInterrupted, boot_and_run
 
-    command = " ".join(args.command) if args.command else "uname -a"
+    argv = list(args.command) if args.command else ["uname", "-a"]
     arch = get_arch(args.arch)
-    result, cmd_result = boot_and_run(
-        arch=arch,
-        kernel_spec=spec_for_arch(args.kernel, arch),
-        modules=args.modules,
-        command=command,
-        timeout=args.timeout,
-        artifacts_root=args.artifacts,
-        accel=args.accel,
-        boot_timeout=args.boot_timeout,
-    )
+    try:
+        result, cmd_result = boot_and_run(
+            arch=arch,
+            kernel_spec=spec_for_arch(args.kernel, arch),
+            modules=args.modules,
+            argv=argv,
+            timeout=args.timeout,
+            artifacts_root=args.artifacts,
+            accel=args.accel,
+            boot_timeout=args.boot_timeout,
+        )
+    except BootInterrupted as stop:
+        with proc.shielded():
+            _render_boot(args, stop.result, None)
+        return stop.signal.exit_code
+    _render_boot(args, result, cmd_result)
+    _rotate(args)
     exit_code = cmd_result.exit_code if cmd_result else None
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "outcome": str(result.outcome),
-                    "exit_code": exit_code,
-                    "stdout": cmd_result.stdout.decode(errors="replace") if cmd_result else "",
-                    "stderr": cmd_result.stderr.decode(errors="replace") if cmd_result else "",
-                    "artifacts": str(result.artifacts),
-                    "boot_seconds": result.boot_seconds,
-                    "reason": result.reason,
-                    "splats": [s.title for s in result.splats],
-                    "arch": result.machine["arch"],
-                    "kernel": result.machine["kernel"],
-                    "accel": result.machine["accel"],
-                    "accel_note": result.machine["accel_note"],
-                }
-            )
-        )
-    elif cmd_result is not None:
-        sys.stdout.buffer.write(cmd_result.stdout)
-        sys.stdout.flush()
-        sys.stderr.buffer.write(cmd_result.stderr)
-    note = result.machine.get("accel_note")
-    if note and not args.json:
-        print(f"memharness: {note}", file=sys.stderr)
-    if not args.json:
-        boot = f"boot {result.boot_seconds:.1f} s" if result.boot_seconds else "no boot"
-        print(
-            f"memharness: {result.outcome}: {result.reason} [{result.machine['arch']}, {boot}, "
-            f"artifacts: {result.artifacts}]",
-            file=sys.stderr,
-        )
     if result.outcome in (Outcome.PASS, Outcome.COMMAND_FAILED) and exit_code is not None:
         return exit_code
     return BISECT_EXIT[result.outcome]
 
 
+def _render_boot(args: argparse.Namespace, result: Any, cmd_result: Any) -> None:
+    from harness.result import bytes_json
+
+    if args.json:
+        data = {
+            "outcome": str(result.outcome),
+            "exit_code": cmd_result.exit_code if cmd_result else None,
+            **bytes_json("stdout", cmd_result.stdout if cmd_result else b""),
+            **bytes_json("stderr", cmd_result.stderr if cmd_result else b""),
+            "artifacts": str(result.artifacts),
+            "boot_seconds": result.boot_seconds,
+            "reason": result.reason,
+            "splats": [s.title for s in result.splats],
+            "arch": result.machine["arch"],
+            "kernel": result.machine["kernel"],
+            "accel": result.machine["accel"],
+            "accel_note": result.machine["accel_note"],
+        }
+        print(json.dumps(data))
+        sys.stdout.flush()
+        return
+    if cmd_result is not None:
+        sys.stdout.buffer.write(cmd_result.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(cmd_result.stderr)
+        sys.stderr.flush()
+    note = result.machine.get("accel_note")
+    if note:
+        log.info("%s", note)
+    boot = f"boot {result.boot_seconds:.1f} s" if result.boot_seconds else "no boot"
+    log.info(
+        "%s: %s [%s, %s, artifacts: %s]",
+        result.outcome,
+        result.reason,
+        result.machine["arch"],
+        boot,
+        result.artifacts,
+    )
+
+
 def cmd_splats(args: argparse.Namespace) -> int:
-    from harness.splat import parse_log
+    from harness.splat import Splat, parse_log
+    from harness.splat.report import splats_json
     from harness.splat.symbolize import Location, decode
 
     reports: list[tuple[str, list[Splat]]] = []
@@ -124,40 +217,15 @@ def cmd_splats(args: argparse.Namespace) -> int:
         path = Path(name)
         if not path.is_file():
             raise UserError(f"{path} does not exist: pass console log files")
-        reports.append((str(path), parse_log(path.read_text(errors="replace"))))
+        # Console logs are bytes from a guest: undecodable ones are kept as U+FFFD.
+        reports.append((str(path), parse_log(path.read_bytes().decode(errors="replace"))))
     located: dict[str, list[Location]] = {}
     if args.vmlinux:
         arch = get_arch(args.arch)
         for _, splats in reports:
             located.update(decode(splats, Path(args.vmlinux), arch))
     if args.json:
-        keys = ("title", "kind", "corrupted", "frame", "text")
-        data = [
-            {
-                "file": f,
-                "splats": [
-                    {
-                        **{k: getattr(s, k) for k in keys},
-                        **(
-                            {
-                                "locations": [
-                                    {
-                                        "frame": loc.frame,
-                                        "address": f"{loc.address:#x}",
-                                        "where": list(loc.where),
-                                    }
-                                    for loc in located[s.title]
-                                ]
-                            }
-                            if s.title in located
-                            else {}
-                        ),
-                    }
-                    for s in sp
-                ],
-            }
-            for f, sp in reports
-        ]
+        data = [{"file": f, "splats": splats_json(sp, located)} for f, sp in reports]
         print(json.dumps(data, indent=2))
         return 0
     for file, splats in reports:
@@ -173,71 +241,95 @@ def cmd_splats(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job: the scenario catalogue on the chosen arches, a table, exit 0 only if all
     pass.  Every input is checked (and every kernel and image prepared) before QEMU starts."""
-    from harness.kernel.resolve import spec_for_arch
     from harness.report import summary
-    from harness.scenario.execute import check_scenarios, plan_pure, run_scenario
-    from harness.scenario.model import load_catalogue, select
-    from harness.session import prepare
+    from harness.run import RunReport, RunRequest, prepare_selection, run_selection
 
-    arches = parse_arches(args.arch)
-    scenarios = select(load_catalogue(args.catalogue), args.scenario, arches)
-    if not scenarios:
-        raise UserError(f"no scenario runs on {args.arch}: `memharness scenarios` lists them")
-    for scenario in scenarios:  # plans are pure: refuse a bad one before any download
-        plan_pure(scenario)
-    prepared = {}
-    for arch in sorted({s.arch for s in scenarios}, reverse=True):
-        profile = parse_arches(arch)[0]
-        print(f"memharness: preparing {arch} kernel and guest image", file=sys.stderr)
-        prepared[arch] = prepare(profile, spec_for_arch(args.kernel, profile), args.modules)
-    check_scenarios(scenarios, {a: k for a, (k, _) in prepared.items()})
-    results = []
-    for i, scenario in enumerate(scenarios, 1):
-        kernel, image = prepared[scenario.arch]
-        print(
-            f"[{i}/{len(scenarios)}] {scenario.name} ({scenario.arch}, {kernel.release}) ...",
-            end="",
-            flush=True,
-            file=sys.stderr,
-        )
-        result = run_scenario(
-            scenario,
-            kernel,
-            image,
-            args.artifacts,
-            args.accel,
-            spec_for_arch(args.kernel, kernel.arch),
-        )
-        print(f" {result.outcome} ({result.seconds:.1f} s)", file=sys.stderr)
-        results.append(result)
-    print(summary.table(results))
-    if args.json:
-        Path(args.json).write_text(summary.to_json(results) + "\n")
-    if args.html:
-        Path(args.html).write_text(summary.to_html(results))
-    return summary.exit_code(results, bisect=args.bisect)
+    request = RunRequest(
+        arches=tuple(parse_arches(args.arch)),
+        scenarios=args.scenario,
+        kernels=tuple(args.kernel),
+        modules=args.modules,
+        artifacts=args.artifacts,
+        accel=args.accel,
+        catalogue=args.catalogue,
+    )
+    show = logsetup.progress_enabled()
+
+    def started(i: int, total: int, scenario: Any, kernel: Any) -> None:
+        if show:
+            print(
+                f"[{i}/{total}] {scenario.name} ({scenario.arch}, {kernel.release}) ...",
+                end="",
+                flush=True,
+                file=sys.stderr,
+            )
+
+    def finished(result: Any) -> None:
+        if show:
+            print(f" {result.outcome} ({result.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    try:
+        selection = prepare_selection(request, progress=lambda m: log.info("%s", m))
+    except KeyboardInterrupt as exc:
+        report = RunReport(interrupted=proc.as_interrupted(exc))
+    else:
+        report = run_selection(selection, started, finished)
+    with proc.shielded():
+        if report.results:
+            print(summary.table(report.results))
+        if report.interrupted:
+            log.warning(
+                "interrupted by %s; not run: %s",
+                report.interrupted.name,
+                ", ".join(report.not_run) or "nothing",
+            )
+        if args.json:
+            _write_report(args.json, summary.to_json(report, bisect=args.bisect) + "\n")
+        if args.html:
+            _write_report(args.html, summary.to_html(report.results))
+    if report.interrupted:
+        return report.interrupted.exit_code
+    _rotate(args)
+    return summary.exit_code(report.results, bisect=args.bisect)
+
+
+def _write_report(name: str, text: str) -> None:
+    path = Path(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        raise InfraError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _rotate(args: argparse.Namespace) -> None:
+    if getattr(args, "keep", None):
+        from harness.artifacts import rotate
+
+        removed = rotate(args.artifacts, args.keep)
+        if removed:
+            log.info("removed %d old run directories (--keep %d)", len(removed), args.keep)
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from harness.artifacts import rotate
+    from harness.tempdirs import sweep_stale
+
+    removed = rotate(args.artifacts, args.keep)
+    stale = sweep_stale()
+    print(
+        f"removed {len(removed)} run directories from {args.artifacts} (kept the newest "
+        f"{args.keep}) and {len(stale)} stale socket directories"
+    )
+    return 0
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from harness.scenario.model import load_catalogue
+    from harness.catalogue.model import load_catalogue
 
     catalogue = load_catalogue(args.catalogue)
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "name": s.name,
-                        "arch": s.arch,
-                        "summary": s.summary,
-                        "modes": list(s.modes),
-                        "walkers": list(s.walkers),
-                    }
-                    for s in catalogue
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps([s.to_json() for s in catalogue], indent=2))
         return 0
     width = max(len(s.name) for s in catalogue)
     for s in catalogue:
@@ -246,9 +338,9 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_layout(args: argparse.Namespace) -> int:
+    from harness.catalogue.model import load_catalogue, select
     from harness.hotplug.plan import plan_steps, render_steps, step_json
     from harness.layout.planner import plan, render
-    from harness.scenario.model import load_catalogue, select
 
     arch = get_arch(args.arch)
     chosen = select(load_catalogue(args.catalogue), args.scenario, [arch])
@@ -258,30 +350,8 @@ def cmd_layout(args: argparse.Namespace) -> int:
     p = plan(scenario.layout, arch)
     steps = plan_steps(p, scenario.steps).steps if scenario.hotplug else ()
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "scenario": scenario.name,
-                    "arch": arch.name,
-                    "kind": scenario.layout.kind,
-                    "collision_sections": p.collisions,
-                    "cmdline": list(p.cmdline),
-                    "qemu_args": list(p.qemu_args),
-                    "dt_nodes": [n.dts() for n in p.dt_nodes],
-                    "sections": [
-                        {
-                            "number": s.number,
-                            "start": s.start,
-                            "subsections": s.subsections,
-                            "collides": s.collides,
-                        }
-                        for s in p.sections
-                    ],
-                    "steps": [step_json(s) for s in steps],
-                },
-                indent=2,
-            )
-        )
+        data = {"scenario": scenario.name, **p.to_json(), "steps": [step_json(s) for s in steps]}
+        print(json.dumps(data, indent=2))
     else:
         print(render(p))
         if steps:
@@ -310,22 +380,29 @@ def cmd_update(args: argparse.Namespace) -> int:
 
     for name in args.arch.split(","):
         arch = get_arch(name)
-        print(f"memharness: refreshing Debian {arch.debian_arch} package lists", file=sys.stderr)
+        log.info("refreshing Debian %s package lists", arch.debian_arch)
         DebianArchive(arch).update()
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memharness", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    parser = Parser(prog="memharness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=Parser)
 
-    boot = sub.add_parser("boot", help="boot a kernel and run one guest command")
+    boot = sub.add_parser(
+        "boot",
+        help="boot a kernel and run one guest command",
+        description="Boots a kernel and runs CMD in the guest exactly as exec would get it "
+        "(each argument arrives unchanged; for a shell script use -- sh -c 'SCRIPT').",
+    )
     boot.add_argument("--arch", default="x86_64", help=f"one of {', '.join(ARCHES)}")
     _add_common(boot)
-    boot.add_argument("--timeout", type=float, default=300.0, help="command timeout in seconds")
-    boot.add_argument("--boot-timeout", type=float, default=180.0)
-    boot.add_argument("--json", action="store_true", help="print one JSON object")
-    boot.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD... (default: uname -a)")
+    boot.add_argument("--timeout", type=seconds, default=300.0, help="command timeout in seconds")
+    boot.add_argument("--boot-timeout", type=seconds, default=180.0, help="boot timeout in seconds")
+    boot.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    boot.add_argument(
+        "command", nargs=argparse.REMAINDER, help="-- CMD [ARG...] (default: uname -a)"
+    )
     boot.set_defaults(func=cmd_boot)
 
     splats = sub.add_parser("splats", help="find kernel splats in console logs")
@@ -352,6 +429,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_catalogue(run)
     run.set_defaults(func=cmd_run)
 
+    clean = sub.add_parser(
+        "clean", help="remove old run directories and stale socket directories of dead runs"
+    )
+    clean.add_argument("--artifacts", metavar="DIR", type=Path, default=DEFAULT_ARTIFACTS)
+    clean.add_argument(
+        "--keep",
+        metavar="N",
+        type=count(0, 1_000_000),
+        default=20,
+        help="run directories to keep, newest first (default: %(default)s)",
+    )
+    clean.set_defaults(func=cmd_clean)
+
     scenarios = sub.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.add_argument("--json", action="store_true")
     _add_catalogue(scenarios)
@@ -365,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     layout.set_defaults(func=cmd_layout)
 
     kernel = sub.add_parser("kernel", help="build test kernels")
-    kernel_sub = kernel.add_subparsers(dest="kernel_cmd", required=True)
+    kernel_sub = kernel.add_subparsers(dest="kernel_cmd", required=True, parser_class=Parser)
     build = kernel_sub.add_parser("build", help="build a kernel from kconfigs/ fragments")
     build.add_argument("--arch", default="x86_64")
     build.add_argument("--src", metavar="DIR", help="kernel tree (default: Debian linux-source)")
@@ -381,22 +471,26 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--config-only", action="store_true", help="stop after the validated .config"
     )
-    build.add_argument("--jobs", type=int, help="make -j (default: the core count)")
+    build.add_argument("--jobs", type=count(1, 4096), help="make -j (default: the core count)")
     build.set_defaults(func=cmd_kernel_build)
 
     update = sub.add_parser("update", help="refresh the Debian package lists in the cache")
     update.add_argument("--arch", default=",".join(ARCHES))
     update.set_defaults(func=cmd_update)
+
+    for p in (parser, boot, splats, run, clean, scenarios, layout, build, update):
+        _add_verbosity(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "command", None) and args.command[:1] == ["--"]:
-        args.command = args.command[1:]
     proc.install_signal_handlers()
-    func: Callable[[argparse.Namespace], int] = args.func
     try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "command", None) and args.command[:1] == ["--"]:
+            args.command = args.command[1:]
+        logsetup.configure(getattr(args, "verbosity", 0))
+        func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except UserError as exc:
         print(f"memharness: error: {exc}", file=sys.stderr)
@@ -404,9 +498,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InfraError as exc:
         print(f"memharness: infra-error: {exc}", file=sys.stderr)
         return 125
-    except KeyboardInterrupt:
-        print("memharness: interrupted; QEMU stopped", file=sys.stderr)
-        return 130
+    except BrokenPipeError:
+        # stdout's reader went away (`memharness scenarios | head`): exit as cat would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
+    except KeyboardInterrupt as exc:
+        signal = proc.as_interrupted(exc)
+        print(f"memharness: interrupted by {signal.name}; QEMU stopped", file=sys.stderr)
+        return signal.exit_code
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ class Outcome(StrEnum):
     HANG = "hang"
     INFRA_ERROR = "infra-error"
     SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # the user (SIGINT) or the system (SIGTERM) stopped the run
 
 
 # Exit codes for `git bisect run`: 0 good, 1 bad, 125 cannot test this commit.
@@ -28,6 +29,7 @@ BISECT_EXIT = {
     Outcome.HANG: 1,
     Outcome.INFRA_ERROR: 125,
     Outcome.SKIPPED: 125,
+    Outcome.INTERRUPTED: 125,  # the CLI itself exits 128 + the signal
 }
 
 

@@ -2,7 +2,8 @@
 
 Three layers make sure no QEMU or builder outlives memharness:
 - context managers and ``finally`` blocks kill and reap on normal exits and exceptions
-  (Ctrl-C arrives as KeyboardInterrupt; SIGTERM is turned into one by ``install_signal_handlers``);
+  (SIGINT, SIGTERM and SIGHUP arrive as ``Interrupted``, a KeyboardInterrupt, once
+  ``install_signal_handlers`` ran);
 - an ``atexit`` sweep kills whatever is still registered;
 - PR_SET_PDEATHSIG makes the kernel SIGKILL the child if memharness itself is SIGKILLed.
 """
@@ -15,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -148,13 +149,61 @@ def run(
     return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (every context manager stops its
+    QEMU), and remembers the signal so the exit status can say which (128 + signal)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+CAUGHT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_pending: list[int] = []
+_shielded = False
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if _shielded:
+        _pending.append(signum)  # finishing a record: raise once it is written
+        return
+    raise Interrupted(signum)
+
+
 def install_signal_handlers() -> None:
-    """Turns SIGTERM/SIGHUP into KeyboardInterrupt so context managers clean up."""
+    """Turns SIGINT/SIGTERM/SIGHUP into ``Interrupted`` so context managers clean up."""
     if threading.current_thread() is not threading.main_thread():
         return
+    for sig in CAUGHT_SIGNALS:
+        signal.signal(sig, _on_signal)
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
+def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    """A plain KeyboardInterrupt (no handler installed, e.g. under pytest) counts as SIGINT."""
+    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Signals that arrive inside the block are held until it ends: a result or report being
+    written when the user presses Ctrl-C is still written whole.  A held signal is raised as
+    ``Interrupted`` at the end of the block."""
+    global _shielded
+    outer = _shielded
+    _shielded = True
+    try:
+        yield
+    finally:
+        _shielded = outer
+    if not outer and _pending:
+        signum = _pending[0]
+        _pending.clear()
+        raise Interrupted(signum)

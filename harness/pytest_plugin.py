@@ -23,7 +23,7 @@ import pytest
 from harness.arch import ArchProfile, parse_arches
 from harness.errors import MemharnessError
 from harness.image.builder import GuestImage, build_guest_image
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 from harness.kernel.resolve import resolve_kernel, spec_for_arch
 from harness.vm.machine import VM, VMOptions
 

@@ -4,19 +4,21 @@ Writes result.json, splats.json and reproduce.sh into the run's artifacts direct
 record feeds the CLI, the pytest plugin and the reports.
 """
 
+import base64
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import InfraError
 from harness.outcome import Outcome, decide
 from harness.splat import Splat
 from harness.vm.channel import CommandResult
 from harness.vm.machine import VM
 
 if TYPE_CHECKING:
-    from harness.kernel import Kernel
+    from harness.kernel.model import Kernel
 
 
 @dataclass
@@ -52,7 +54,12 @@ class RunResult:
         }
 
 
-def command_json(c: CommandResult) -> dict[str, Any]:
+OUTPUT_TAIL = 4000  # bytes of each command's output kept in result.json (transcript: more)
+
+
+def command_json(c: CommandResult, tail: int | None = OUTPUT_TAIL) -> dict[str, Any]:
+    """A command's record; its output lossless (see ``bytes_json``), cut to the last ``tail``
+    bytes (None: whole)."""
     return {
         "command": c.command,
         "exit_code": c.exit_code,
@@ -60,9 +67,28 @@ def command_json(c: CommandResult) -> dict[str, Any]:
         "seconds": round(c.seconds, 4),
         "timed_out": c.timed_out,
         "stopped_by": c.stopped_by,
-        "stdout": c.stdout.decode(errors="replace")[-4000:],
-        "stderr": c.stderr.decode(errors="replace")[-4000:],
+        **bytes_json("stdout", c.stdout, tail),
+        **bytes_json("stderr", c.stderr, tail),
     }
+
+
+def bytes_json(name: str, data: bytes, tail: int | None = None) -> dict[str, Any]:
+    """Guest output for JSON without losing a byte: ``name`` is the text when the bytes are
+    UTF-8; otherwise it is a readable rendering (U+FFFD for bad bytes) and ``name_b64`` holds
+    the exact bytes.  ``name_encoding`` says which ("utf-8" or "base64")."""
+    cut = len(data) - tail if tail is not None and len(data) > tail else 0
+    data = data[cut:]
+    out: dict[str, Any] = {}
+    try:
+        out[name] = data.decode("utf-8")
+        out[f"{name}_encoding"] = "utf-8"
+    except UnicodeDecodeError:
+        out[name] = data.decode("utf-8", errors="replace")
+        out[f"{name}_encoding"] = "base64"
+        out[f"{name}_b64"] = base64.b64encode(data).decode("ascii")
+    if cut:
+        out[f"{name}_truncated_bytes"] = cut
+    return out
 
 
 def finish_run(
@@ -102,32 +128,36 @@ def finish_run(
 
 
 def write_result(result: RunResult) -> None:
-    result.artifacts.mkdir(parents=True, exist_ok=True)
-    (result.artifacts / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
-    (result.artifacts / "reproduce.sh").write_text(
-        "#!/bin/sh\n# Re-runs exactly this case.\n" + result.reproducer + "\n"
-    )
+    """result.json and reproduce.sh; a full or read-only disk is an InfraError naming the
+    file (never a traceback, never a half-written JSON mistaken for a record)."""
+    try:
+        result.artifacts.mkdir(parents=True, exist_ok=True)
+        _write_atomic(
+            result.artifacts / "result.json", json.dumps(result.to_json(), indent=2) + "\n"
+        )
+        repro = result.artifacts / "reproduce.sh"
+        _write_atomic(repro, "#!/bin/sh\n# Re-runs exactly this case.\n" + result.reproducer + "\n")
+        repro.chmod(0o755)
+    except OSError as exc:
+        raise InfraError(
+            f"cannot write the run record in {result.artifacts}: {exc.strerror}"
+        ) from None
 
 
-def artifacts_dir(root: Path, name: str, arch: str) -> Path:
-    """root/<name>-<arch>-<timestamp>[-N]: one directory per run, never reused."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = root / f"{name}-{arch}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
-def skipped_result(
-    name: str, kernel: "Kernel", reason: str, reproducer: str, artifacts: Path
+def unstarted_result(
+    name: str, kernel: "Kernel", outcome: Outcome, reason: str, reproducer: str, artifacts: Path
 ) -> RunResult:
-    """A run that did not start, for a reason the report must show (never a pass)."""
+    """A run that never booted (skipped, or interrupted before its VM started), for a reason
+    the report must show (never a pass)."""
     result = RunResult(
         name=name,
-        outcome=Outcome.SKIPPED,
+        outcome=outcome,
         reason=reason,
         artifacts=artifacts,
         machine={
@@ -139,7 +169,12 @@ def skipped_result(
         commands=[],
         reproducer=reproducer,
         seconds=0.0,
-        details={"scenario": name, "skipped": [f"scenario: {reason}"]},
+        details={
+            "scenario": name,
+            "skipped": [f"scenario: {reason}"] if outcome == Outcome.SKIPPED else [],
+            "failures": [],
+            "steps": [],
+        },
     )
     write_result(result)
     return result

@@ -6,14 +6,18 @@ before QEMU starts, so bad input is a one-line error and never a half-booted VM.
 
 import shlex
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from harness import proc
 from harness.arch import ArchProfile
+from harness.artifacts import artifacts_dir
 from harness.image.builder import GuestImage, build_guest_image
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 from harness.kernel.resolve import resolve_kernel
-from harness.result import RunResult, artifacts_dir, finish_run
-from harness.vm.channel import CommandResult
+from harness.outcome import Outcome
+from harness.result import RunResult, finish_run
+from harness.vm.channel import CommandResult, argv_script
 from harness.vm.machine import VM, VMOptions, require_qemu
 
 
@@ -40,20 +44,39 @@ def boot_and_run(
     arch: ArchProfile,
     kernel_spec: str | None,
     modules: str | None,
-    command: str,
+    argv: Sequence[str],
     timeout: float,
     artifacts_root: Path,
     accel: str = "tcg",
     boot_timeout: float = 180.0,
 ) -> tuple[RunResult, CommandResult | None]:
-    """Boots, runs ``command`` once, stops; returns the run and the command's result."""
+    """Boots, runs ``argv`` once (exactly as exec would get it), stops; returns the run and the
+    command's result.  A signal stops QEMU and still writes the run's record, with outcome
+    ``interrupted`` (``BootInterrupted`` carries it)."""
     kernel, image = prepare(arch, kernel_spec, modules)
     started = time.monotonic()
     artifacts = artifacts_dir(artifacts_root, "boot", arch.name)
-    repro = reproducer("boot", arch, kernel_spec, "--timeout", f"{timeout:g}", "--", command)
+    repro = reproducer("boot", arch, kernel_spec, "--timeout", f"{timeout:g}", "--", *argv)
     options = VMOptions(accel=accel, boot_timeout=boot_timeout, command_timeout=timeout)
     cmd_result = None
-    with VM(kernel, image, artifacts, options) as vm:
-        if vm.ready:
-            cmd_result = vm.run(command, timeout=timeout)
+    vm = VM(kernel, image, artifacts, options)
+    try:
+        with vm:
+            if vm.ready:
+                cmd_result = vm.run(argv_script(argv), timeout=timeout)
+    except KeyboardInterrupt as exc:
+        signal = proc.as_interrupted(exc)
+        with proc.shielded():
+            override = (Outcome.INTERRUPTED, f"interrupted by {signal.name}")
+            result = finish_run(vm, "boot", repro, started, override=override)
+        raise BootInterrupted(result, signal) from None
     return finish_run(vm, "boot", repro, started), cmd_result
+
+
+class BootInterrupted(KeyboardInterrupt):
+    """A signal stopped ``memharness boot``; ``result`` is the run's written record."""
+
+    def __init__(self, result: RunResult, signal: proc.Interrupted) -> None:
+        super().__init__(str(signal))
+        self.result = result
+        self.signal = signal

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import UserError
-from harness.hotplug.steps import ZONES, Step
+from harness.hotplug.steps import ZONES, Action
 from harness.layout.model import MiB, Region, fmt_size
 from harness.layout.planner import VIRTIO_MEM_BLOCK, Plan, boot_ram, subtract
 from harness.paths import KMOD_SOURCES
@@ -99,7 +99,7 @@ class Memory:
 
 @dataclass(frozen=True)
 class PlannedStep:
-    step: Step
+    step: Action
     label: str
     kind: str = ""  # of the memory acted on
     region: Region | None = None  # the memory acted on (add/remove: the range)
@@ -156,7 +156,7 @@ class _Machine:
     def _virtio_blocks(self, mem: Memory) -> list[int]:
         return self._blocks(Region(mem.region.start, mem.plugged)) if mem.plugged else []
 
-    def _get(self, step: Step, kinds: tuple[str, ...] | None = None) -> Memory:
+    def _get(self, step: Action, kinds: tuple[str, ...] | None = None) -> Memory:
         mem = self.memories.get(step.target)
         if mem is None:
             known = ", ".join(self.memories) or "none"
@@ -171,7 +171,7 @@ class _Machine:
             )
         return mem
 
-    def _aligned(self, step: Step, what: str, value: int, align: int) -> None:
+    def _aligned(self, step: Action, what: str, value: int, align: int) -> None:
         if value % align:
             raise UserError(
                 f"step {step.describe()}: {what} {value:#x} is not {fmt_size(align)} aligned"
@@ -181,7 +181,7 @@ class _Machine:
     def _overlap(self, region: Region) -> Memory | None:
         return next((m for m in self.memories.values() if m.region.overlaps(region)), None)
 
-    def _window(self, step: Step) -> Region:
+    def _window(self, step: Action) -> Region:
         if self.plan.window is None:
             raise UserError(
                 f"step {step.describe()}: the layout has no room for memory devices: set slots "
@@ -189,7 +189,7 @@ class _Machine:
             )
         return self.plan.window
 
-    def _place(self, step: Step, size: int) -> Region:
+    def _place(self, step: Action, size: int) -> Region:
         window = self._window(step)
         used = sum(m.region.size for m in self.memories.values() if m.kind != RANGE)
         if used + size > window.size:
@@ -230,7 +230,7 @@ class _Machine:
         return region
 
     # -- actions -----------------------------------------------------------------------------
-    def plug(self, step: Step) -> PlannedStep:
+    def plug(self, step: Action) -> PlannedStep:
         kind = DEVICE_KINDS.get(step.subject)
         if kind is None:
             raise UserError(
@@ -272,7 +272,7 @@ class _Machine:
         )
         return self._planned(step, mem, qmp=qmp)
 
-    def unplug(self, step: Step) -> PlannedStep:
+    def unplug(self, step: Action) -> PlannedStep:
         mem = self._get(step)
         kind = DEVICE_KINDS.get(mem.kind)
         if kind is None:
@@ -290,31 +290,31 @@ class _Machine:
             step, step.describe(), mem.kind, mem.region, gone=tuple(mem.blocks), qmp=qmp
         )
 
-    def online(self, step: Step) -> PlannedStep:
+    def online(self, step: Action) -> PlannedStep:
         mem = self._with_blocks(step)
         mem.state = ONLINE
         return self._planned(step, mem, sysfs_state=ZONES[step.zone])
 
-    def offline(self, step: Step) -> PlannedStep:
+    def offline(self, step: Action) -> PlannedStep:
         mem = self._with_blocks(step)
         mem.state = OFFLINE
         self.requires.append(HOTREMOVE)
         return self._planned(step, mem)
 
-    def churn(self, step: Step) -> PlannedStep:
+    def churn(self, step: Action) -> PlannedStep:
         mem = self._with_blocks(step)
         mem.state = ONLINE
         self.requires.append(HOTREMOVE)
         self.ports = 2
         return self._planned(step, mem, sysfs_state=ZONES[step.zone])
 
-    def walk(self, step: Step) -> PlannedStep:
+    def walk(self, step: Action) -> PlannedStep:
         mem = self._get(step)
         if mem.state != DEVICE and not mem.blocks:
             raise UserError(f"step {step.describe()}: {mem.id} has no memory to walk yet")
         return self._planned(step, mem)
 
-    def resize(self, step: Step) -> PlannedStep:
+    def resize(self, step: Action) -> PlannedStep:
         mem = self._get(step, ("virtio-mem",))
         if step.size > mem.region.size:
             raise UserError(
@@ -343,7 +343,7 @@ class _Machine:
             step, mem, qmp=qmp, size=step.size, gone=tuple(sorted(before - set(mem.blocks)))
         )
 
-    def module(self, step: Step) -> PlannedStep:
+    def module(self, step: Action) -> PlannedStep:
         if not (KMOD_SOURCES / f"{step.subject}.c").is_file():
             known = sorted(p.stem for p in KMOD_SOURCES.glob("*.c"))
             raise UserError(
@@ -355,7 +355,7 @@ class _Machine:
         self.test_modules.append(step.subject)
         return PlannedStep(step, step.describe())
 
-    def add_memory(self, step: Step) -> PlannedStep:
+    def add_memory(self, step: Action) -> PlannedStep:
         self._need_mh_hotplug(step)
         assert step.start is not None  # required by the schema
         region = Region(step.start, step.size)
@@ -377,7 +377,7 @@ class _Machine:
         self.memories[step.subject] = mem
         return self._planned(step, mem)
 
-    def offline_and_remove_memory(self, step: Step) -> PlannedStep:
+    def offline_and_remove_memory(self, step: Action) -> PlannedStep:
         self._need_mh_hotplug(step)
         mem = self._get(step, (RANGE,))
         assert step.start is not None
@@ -395,13 +395,13 @@ class _Machine:
             step, step.describe(), RANGE, region, tuple(mem.blocks), tuple(removed), mem.state
         )
 
-    def guest(self, step: Step) -> PlannedStep:
+    def guest(self, step: Action) -> PlannedStep:
         if not step.subject.strip():
             raise UserError("step guest: the command is empty")
         return PlannedStep(step, step.describe())
 
     # -- shared ------------------------------------------------------------------------------
-    def _with_blocks(self, step: Step) -> Memory:
+    def _with_blocks(self, step: Action) -> Memory:
         mem = self._get(step)
         if mem.state == DEVICE:
             raise UserError(
@@ -412,7 +412,7 @@ class _Machine:
             raise UserError(f"step {step.describe()}: {mem.id} has no memory blocks yet")
         return mem
 
-    def _need_mh_hotplug(self, step: Step) -> None:
+    def _need_mh_hotplug(self, step: Action) -> None:
         if "mh_hotplug" not in self.test_modules:
             raise UserError(
                 f"step {step.describe()}: load the test module first with "
@@ -420,7 +420,7 @@ class _Machine:
             )
         self.requires.append("MEMORY_HOTPLUG")
 
-    def _planned(self, step: Step, mem: Memory, **kw: Any) -> PlannedStep:
+    def _planned(self, step: Action, mem: Memory, **kw: Any) -> PlannedStep:
         return PlannedStep(
             step,
             step.describe(),
@@ -437,7 +437,7 @@ def _hidden_ram(layout_plan: Plan) -> list[Region]:
     return subtract(boot_ram(layout_plan.arch, layout_plan.layout.memory), layout_plan.ram)
 
 
-def plan_steps(layout_plan: Plan, steps: tuple[Step, ...]) -> HotplugPlan:
+def plan_steps(layout_plan: Plan, steps: tuple[Action, ...]) -> HotplugPlan:
     """Plays ``steps`` on the layout; the first impossible one raises UserError."""
     machine = _Machine(layout_plan)
     planned = tuple(getattr(machine, step.action)(step) for step in steps)

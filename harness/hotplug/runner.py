@@ -14,15 +14,14 @@ import time
 from typing import Any
 
 from harness.errors import InfraError
+from harness.guest import walkers as walk
+from harness.guest.record import WALK_TIMEOUT, GuestSteps, Named, StepRecord
 from harness.hotplug.plan import DEVICE, DEVICE_KINDS, OFFLINE, ONLINE, HotplugPlan, PlannedStep
 from harness.image.builder import TEST_MODULE_DIR
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 from harness.layout.model import Region, fmt_size
 from harness.layout.planner import HOLE, PMEM, RAM, SUBSECTION, Plan, Section
 from harness.layout.planner import OFFLINE as OFFLINE_PFN
-from harness.scenario import walkers as walk
-from harness.scenario.model import Scenario
-from harness.scenario.record import WALK_TIMEOUT, GuestSteps, Step
 from harness.vm.machine import VM
 from harness.vm.qmp import QMPAborted, QMPError
 
@@ -38,7 +37,7 @@ RACE_WALKERS = ("kpageflags", "soft-offline")  # what races churn on the second 
 
 class HotplugRun(GuestSteps):
     def __init__(
-        self, scenario: Scenario, kernel: Kernel, vm: VM, layout_plan: Plan, hotplug: HotplugPlan
+        self, scenario: Named, kernel: Kernel, vm: VM, layout_plan: Plan, hotplug: HotplugPlan
     ) -> None:
         super().__init__(scenario, kernel, vm)
         self.plan = layout_plan
@@ -53,7 +52,7 @@ class HotplugRun(GuestSteps):
         for planned in self.hotplug.steps:
             if not self.alive or self.failures:
                 reason = "an earlier step failed" if self.failures else "the guest is gone"
-                self.steps.append(Step(planned.label, "skipped", reason))
+                self.steps.append(StepRecord(planned.label, "skipped", reason))
                 continue
             if planned.step.action == "walk":
                 self.walk_sections(planned.label, self._sections(planned))
@@ -61,14 +60,11 @@ class HotplugRun(GuestSteps):
             with self._step(planned.label) as step:
                 getattr(self, f"_do_{planned.step.action}")(step, planned)
 
-    def _prepare(self, step: Step) -> None:
+    def _prepare(self, step: StepRecord) -> None:
         wanted = list(self.hotplug.modules)
         for name in self.walkers:
             wanted += walk.WALKERS[name].modules
-        loadable = [m for m in dict.fromkeys(wanted) if m in self.vm.image.modules]
-        step.data["loaded"] = loadable
-        if loadable:
-            self._guest(step, "for m in " + " ".join(loadable) + "; do modprobe $m || exit 1; done")
+        self.modprobe(step, wanted)
         size = self._guest(step, f"cat {MEMORY}/block_size_bytes")
         if size is not None and int(size.strip(), 16) != self.block:
             self._fail(step, f"memory block size {size.strip()} is not {self.block:#x}")
@@ -82,7 +78,7 @@ class HotplugRun(GuestSteps):
         return {int(n[6:]) for n in out.split() if n.startswith("memory") and n[6:].isdigit()}
 
     def _states(
-        self, step: Step, blocks: tuple[int, ...], before: str = ""
+        self, step: StepRecord, blocks: tuple[int, ...], before: str = ""
     ) -> dict[int, tuple[str, str]]:
         """block → (state, valid_zones) as the guest shows them, after the shell ``before``
         (a wait or the writes of the step: one guest round trip instead of two)."""
@@ -99,7 +95,7 @@ class HotplugRun(GuestSteps):
                 states[int(parts[0])] = (parts[1], parts[2] if len(parts) > 2 else "")
         return states
 
-    def _expect_states(self, step: Step, planned: PlannedStep, before: str = "") -> None:
+    def _expect_states(self, step: StepRecord, planned: PlannedStep, before: str = "") -> None:
         if not planned.blocks or planned.state == DEVICE:
             if before:
                 self._guest(step, before)
@@ -122,7 +118,7 @@ class HotplugRun(GuestSteps):
         test = " && ".join(f"{'' if present else '! '}test -e {MEMORY}/memory{b}" for b in blocks)
         return f"mh-wait {APPEAR_TIMEOUT} sh -c '{test}'"
 
-    def _wait_blocks(self, step: Step, blocks: tuple[int, ...], present: bool) -> None:
+    def _wait_blocks(self, step: StepRecord, blocks: tuple[int, ...], present: bool) -> None:
         script = self._wait_script(blocks, present)
         if script and self._guest(step, script) is None:
             step.reason = (
@@ -130,7 +126,7 @@ class HotplugRun(GuestSteps):
                 f"{'appear' if present else 'go away'} within {APPEAR_TIMEOUT} s"
             )
 
-    def _qmp(self, step: Step, command: str, arguments: dict[str, Any]) -> Any | None:
+    def _qmp(self, step: StepRecord, command: str, arguments: dict[str, Any]) -> Any | None:
         try:
             return self.vm.qmp.command(command, **arguments)
         except QMPError as exc:
@@ -152,7 +148,7 @@ class HotplugRun(GuestSteps):
             return {}
         return {d["data"]["id"]: d["data"] for d in listed if d.get("data", {}).get("id")}
 
-    def _check_device(self, step: Step, dev_id: str, region: Region) -> dict[str, Any] | None:
+    def _check_device(self, step: StepRecord, dev_id: str, region: Region) -> dict[str, Any] | None:
         """QEMU must have put the device exactly where the planner said."""
         device = self._devices().get(dev_id)
         if device is None:
@@ -168,7 +164,7 @@ class HotplugRun(GuestSteps):
         return device
 
     # -- actions -----------------------------------------------------------------------------
-    def _do_plug(self, step: Step, planned: PlannedStep) -> None:
+    def _do_plug(self, step: StepRecord, planned: PlannedStep) -> None:
         dev_id, kind = planned.step.id, DEVICE_KINDS[planned.kind]
         self.vm.qmp.discard("ACPI_DEVICE_OST", {"info": {"device": dev_id}})  # stale: not ours
         start = time.monotonic()
@@ -196,7 +192,7 @@ class HotplugRun(GuestSteps):
         self._expect_states(step, planned, before=self._wait_script(planned.blocks, True))
         step.data["seconds_to_guest"] = round(time.monotonic() - start, 3)
 
-    def _do_unplug(self, step: Step, planned: PlannedStep) -> None:
+    def _do_unplug(self, step: StepRecord, planned: PlannedStep) -> None:
         dev_id = planned.step.target
         self.vm.qmp.discard("DEVICE_DELETED", {"device": dev_id})
         start = time.monotonic()
@@ -222,13 +218,13 @@ class HotplugRun(GuestSteps):
         if dev_id in self._devices():
             self._fail(step, f"QEMU still lists {dev_id} after DEVICE_DELETED")
 
-    def _do_online(self, step: Step, planned: PlannedStep) -> None:
+    def _do_online(self, step: StepRecord, planned: PlannedStep) -> None:
         self._set_state(step, planned, "online", planned.sysfs_state)
 
-    def _do_offline(self, step: Step, planned: PlannedStep) -> None:
+    def _do_offline(self, step: StepRecord, planned: PlannedStep) -> None:
         self._set_state(step, planned, "offline", "offline")
 
-    def _set_state(self, step: Step, planned: PlannedStep, state: str, write: str) -> None:
+    def _set_state(self, step: StepRecord, planned: PlannedStep, state: str, write: str) -> None:
         """Writes ``write`` to every block not already ``state``, then checks all of them."""
         writes = (
             f"(cd {MEMORY} && for b in {' '.join(map(str, planned.blocks))}; do "
@@ -237,7 +233,7 @@ class HotplugRun(GuestSteps):
         )
         self._expect_states(step, planned, before=writes)
 
-    def _do_churn(self, step: Step, planned: PlannedStep) -> None:
+    def _do_churn(self, step: StepRecord, planned: PlannedStep) -> None:
         """offline/online every block ``rounds`` times while walkers loop on port 1."""
         stop = threading.Event()
         raced = {"walks": 0, "failed": 0}
@@ -282,7 +278,7 @@ class HotplugRun(GuestSteps):
             self._fail(step, "no memory block could be offlined in any round")
         self._expect_states(step, planned)
 
-    def _do_resize(self, step: Step, planned: PlannedStep) -> None:
+    def _do_resize(self, step: StepRecord, planned: PlannedStep) -> None:
         dev_id = planned.step.target
         self.vm.qmp.discard("MEMORY_DEVICE_SIZE_CHANGE", {"id": dev_id})
         start = time.monotonic()
@@ -318,30 +314,30 @@ class HotplugRun(GuestSteps):
             )
         self._expect_states(step, planned)
 
-    def _do_module(self, step: Step, planned: PlannedStep) -> None:
+    def _do_module(self, step: StepRecord, planned: PlannedStep) -> None:
         name = planned.step.subject
         self._guest(step, f"insmod {TEST_MODULE_DIR}/{name}.ko && test -d /sys/module/{name}")
 
-    def _do_add_memory(self, step: Step, planned: PlannedStep) -> None:
+    def _do_add_memory(self, step: StepRecord, planned: PlannedStep) -> None:
         self._debugfs(step, planned)
         self._expect_states(step, planned, before=self._wait_script(planned.blocks, True))
 
-    def _do_offline_and_remove_memory(self, step: Step, planned: PlannedStep) -> None:
+    def _do_offline_and_remove_memory(self, step: StepRecord, planned: PlannedStep) -> None:
         self._debugfs(step, planned)
         self._wait_blocks(step, planned.gone, present=False)
 
-    def _do_guest(self, step: Step, planned: PlannedStep) -> None:
+    def _do_guest(self, step: StepRecord, planned: PlannedStep) -> None:
         out = self._guest(step, planned.step.subject)
         if out is not None:
             step.data["output"] = out[-2000:]
 
     # -- shared ------------------------------------------------------------------------------
-    def _debugfs(self, step: Step, planned: PlannedStep) -> None:
+    def _debugfs(self, step: StepRecord, planned: PlannedStep) -> None:
         assert planned.region is not None
         r = planned.region
         self._guest(step, f"echo {r.start:#x} {r.size:#x} > {DEBUGFS}/{planned.step.action}")
 
-    def _event(self, step: Step, name: str, match: dict[str, Any]) -> dict[str, Any] | None:
+    def _event(self, step: StepRecord, name: str, match: dict[str, Any]) -> dict[str, Any] | None:
         try:
             return self.vm.qmp.wait_event(
                 name, match, timeout=EVENT_TIMEOUT, abort=self.vm.abort_reason

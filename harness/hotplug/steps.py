@@ -43,7 +43,7 @@ DEFAULT_CHURN_ROUNDS = 3
 
 
 @dataclass(frozen=True)
-class Step:
+class Action:
     action: str  # a SCHEMA key
     subject: str  # plug: device kind; module: its name; guest: the command; else an id
     id: str = ""  # plug: the new device's id
@@ -58,7 +58,7 @@ class Step:
         return self.id if self.action == "plug" else self.subject
 
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> "Step":
+    def from_data(cls, data: dict[str, Any]) -> "Action":
         actions = [k for k in data if k in SCHEMA]
         if len(actions) != 1:
             raise UserError(

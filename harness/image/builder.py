@@ -20,7 +20,7 @@ from harness.image import modules as modsel
 from harness.image.cpio import Archive
 from harness.image.elf import dynamic_info, is_elf
 from harness.image.helpers import build_helpers
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 from harness.kernel.testmod import build_test_module
 from harness.paths import GUEST_SCRIPTS, IMAGES, KMOD_SOURCES
 

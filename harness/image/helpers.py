@@ -15,7 +15,6 @@ from harness.errors import UserError
 from harness.paths import GUEST_SCRIPTS
 
 CFLAGS = ["-static", "-O2", "-Wall", "-Wextra", "-Werror"]
-COMPILER_PACKAGE = {"x86_64": "gcc", "arm64": "gcc-aarch64-linux-gnu"}
 
 
 def sources(scripts: Path = GUEST_SCRIPTS) -> list[Path]:
@@ -32,7 +31,7 @@ def build_helpers(arch: ArchProfile, scripts: Path = GUEST_SCRIPTS) -> dict[str,
         if cc is None:
             raise UserError(
                 f"{arch.cc} not found: install the Debian package "
-                f"{COMPILER_PACKAGE.get(arch.name, arch.cc)} (make setup does it)"
+                f"{arch.compiler_package} (make setup does it)"
             )
         for src in srcs:
             proc.run(

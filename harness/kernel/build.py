@@ -8,11 +8,11 @@ ccache when installed and -j from the core count; its directory holds the build 
 A second build with the same sources and fragments does nothing.
 """
 
+import logging
 import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +21,16 @@ from harness import proc
 from harness.arch import ArchProfile
 from harness.cache import digest
 from harness.errors import InfraError, UserError
-from harness.kernel import Kernel
 from harness.kernel.kconfig import Requirement, fragment_requirements, missing, parse_config
 from harness.kernel.local import MANIFEST
+from harness.kernel.model import Kernel
 from harness.kernel.source import Source
 from harness.paths import KCONFIGS, cache_root
 
 DEFAULT_FRAGMENTS = ("zone-device", "hotplug", "memory-failure", "debug-vm")
 BUILD_TIMEOUT = 4 * 3600.0
+log = logging.getLogger(__name__)
 HOST_TOOLS = {"make": "make", "bc": "bc", "bison": "bison", "flex": "flex", "perl": "perl"}
-COMPILER_PACKAGE = {"x86_64": "gcc", "arm64": "gcc-aarch64-linux-gnu"}
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def check_host(arch: ArchProfile) -> list[str]:
     """The make variables for ``arch``; refuses (one line) when a build tool is missing."""
     for tool, package in HOST_TOOLS.items():
         proc.require_tool(tool, package)
-    proc.require_tool(arch.cc, COMPILER_PACKAGE.get(arch.name, "gcc"))
+    proc.require_tool(arch.cc, arch.compiler_package)
     variables = [f"ARCH={arch.kernel_arch}"]
     if arch.cross_compile:
         variables.append(f"CROSS_COMPILE={arch.cross_compile}")
@@ -237,7 +237,7 @@ def build_kernel(
             what="make modules_install",
         )
     vmlinux = out / "vmlinux"
-    pvh = arch.name == "x86_64" and config.get("CONFIG_PVH") == "y"
+    pvh = arch.pvh_boot and config.get("CONFIG_PVH") == "y"
     kernel = Kernel(
         arch=arch,
         release=release,
@@ -286,4 +286,4 @@ def _make(argv: list[str], log: Path, arch: ArchProfile) -> None:
 
 
 def _say(message: str) -> None:
-    print(f"memharness: {message}", file=sys.stderr, flush=True)
+    log.info(message)

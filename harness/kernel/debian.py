@@ -12,8 +12,8 @@ from harness.arch import ArchProfile
 from harness.cache import build_once
 from harness.debian import DebianArchive, Package, extract_deb, first_dependency
 from harness.errors import InfraError
-from harness.kernel import Kernel
 from harness.kernel.image_format import extract_pvh_vmlinux
+from harness.kernel.model import Kernel
 
 MANIFEST = "kernel.json"
 
@@ -46,8 +46,8 @@ def debian_kernel(arch: ArchProfile, package: str | None = None) -> Kernel:
         proc.require_tool("depmod", "kmod")
         proc.run(["depmod", "-b", str(root), release], timeout=300)
         boot = root / "boot" / f"vmlinuz-{release}"
-        boot_image, kind, notes = boot, ("bzImage" if arch.name == "x86_64" else "Image"), []
-        if arch.name == "x86_64":
+        boot_image, kind, notes = boot, arch.boot_image_kind, []
+        if arch.pvh_boot:
             vmlinux = extract_pvh_vmlinux(boot.read_bytes())
             if vmlinux is not None:
                 boot_image, kind = tmp / "vmlinux-pvh", "pvh"

@@ -9,8 +9,8 @@ from pathlib import Path
 from harness.arch import ArchProfile
 from harness.cache import build_once, digest
 from harness.errors import UserError
-from harness.kernel import Kernel
 from harness.kernel.image_format import decompress, extract_pvh_vmlinux, identify
+from harness.kernel.model import Kernel
 
 MANIFEST = "kernel.json"  # written by `memharness kernel build` into its output directory
 
@@ -42,14 +42,15 @@ def local_kernel(path: Path, arch: ArchProfile, modules: Path | None = None) -> 
             f"{path} is a {info.kind} for {other}, not {arch.name}: pass --arch {other} "
             f"or a kernel built for {arch.name}"
         )
-    if arch.name == "arm64" and info.kind == "vmlinux":
+    if info.kind == "vmlinux" and not arch.pvh_boot:
         raise UserError(
-            f"{path} is an arm64 vmlinux ELF, which QEMU cannot boot: pass arch/arm64/boot/Image"
+            f"{path} is an {arch.name} vmlinux ELF, which QEMU cannot boot: pass "
+            f"{arch.kernel_image}"
         )
     release = info.release or "unknown"
     modules_root = _modules_root(modules, release) if modules else None
     identity = f"local-{digest(data)[:16]}"  # full content: bisect must never reuse a stale PVH
-    boot_image, kind, notes = path, ("Image" if arch.name == "arm64" else info.kind), []
+    boot_image, kind, notes = path, (info.kind if arch.pvh_boot else arch.boot_image_kind), []
     if info.kind == "bzImage":
         pvh = _cached_pvh(data, identity)
         if pvh is not None:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from harness.arch import ArchProfile
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 
 
 def resolve_kernel(

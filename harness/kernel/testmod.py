@@ -16,8 +16,8 @@ from harness.arch import ArchProfile, host_arch
 from harness.cache import build_once, digest, file_digest
 from harness.debian import DebianArchive, extract_deb, first_dependency
 from harness.errors import InfraError, UserError
-from harness.kernel import Kernel
 from harness.kernel.build import check_host
+from harness.kernel.model import Kernel
 from harness.paths import KMOD_SOURCES
 
 MODULE_BUILD_TIMEOUT = 600.0

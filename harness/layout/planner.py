@@ -10,6 +10,7 @@ sections, and arm64 virt RAM starts at 1 GiB.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from harness.arch import ArchProfile
 from harness.errors import UserError
@@ -118,6 +119,26 @@ class Plan:
     @property
     def section_size(self) -> int:
         return self.arch.section_size
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan's one JSON schema (``memharness layout --json``; see the README)."""
+        return {
+            "arch": self.arch.name,
+            "kind": self.layout.kind,
+            "collision_sections": self.collisions,
+            "cmdline": list(self.cmdline),
+            "qemu_args": list(self.qemu_args),
+            "dt_nodes": [n.dts() for n in self.dt_nodes],
+            "sections": [
+                {
+                    "number": s.number,
+                    "start": s.start,
+                    "subsections": s.subsections,
+                    "collides": s.collides,
+                }
+                for s in self.sections
+            ],
+        }
 
 
 def _check_aligned(what: str, region: Region) -> None:

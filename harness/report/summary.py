@@ -2,10 +2,13 @@
 
 import html
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.outcome import Outcome
 from harness.result import RunResult
+
+if TYPE_CHECKING:
+    from harness.run import RunReport
 
 # How a result counts for the run as a whole (pytest's xfail semantics for known bugs).
 PASSED, EXPECTED, UNEXPECTED_PASS, FAILED, SKIPPED = (
@@ -35,7 +38,7 @@ def exit_code(results: list[RunResult], bisect: bool = False) -> int:
     passed unexpectedly, 125 when none could run.  With ``bisect`` (for `git bisect run`)
     known bugs are not special: any splat, hang or failed check is 1, an infrastructure error
     is 125 (this commit cannot be tested), and only clean passes are 0."""
-    ran = [r for r in results if r.outcome != Outcome.SKIPPED]
+    ran = [r for r in results if r.outcome not in (Outcome.SKIPPED, Outcome.INTERRUPTED)]
     if not ran:
         return 125
     if bisect:
@@ -110,16 +113,22 @@ def table(results: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def to_json(results: list[RunResult]) -> str:
+def to_json(report: "RunReport", bisect: bool = False) -> str:
+    """The run's one JSON schema (``memharness run --json``; see the README).  An interrupted
+    run says so and lists what did not run; its exit_code is 128 + the signal."""
+    results = report.results
     passed = sum(r.outcome == Outcome.PASS for r in results)
     counts = {v: sum(verdict(r) == v for r in results) for v in (EXPECTED, UNEXPECTED_PASS)}
+    code = report.interrupted.exit_code if report.interrupted else exit_code(results, bisect)
     return json.dumps(
         {
             "passed": passed,
             "total": len(results),
             "known_bugs_reproduced": counts[EXPECTED],
             "unexpected_passes": counts[UNEXPECTED_PASS],
-            "exit_code": exit_code(results),
+            "exit_code": code,
+            "interrupted": report.interrupted.name if report.interrupted else None,
+            "not_run": report.not_run,
             "results": [row(r) for r in results],
         },
         indent=2,

@@ -25,6 +25,9 @@ class Location:
     address: int
     where: tuple[str, ...]  # file:line of the frame, then of each inlined caller; () unknown
 
+    def to_json(self) -> dict[str, object]:
+        return {"frame": self.frame, "address": f"{self.address:#x}", "where": list(self.where)}
+
 
 def _tool(arch: ArchProfile, name: str) -> str:
     for candidate in (f"{arch.cross_compile}{name}", name):

@@ -7,9 +7,10 @@ at once when QEMU is gone, so a dead or hung guest never blocks a run.
 
 import contextlib
 import select
+import shlex
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -79,8 +80,32 @@ class CommandResult:
 AbortHook = Callable[[], str | None]
 
 
+def argv_script(argv: Sequence[str]) -> str:
+    """The guest shell line that runs exactly ``argv`` (what exec would get on the host): each
+    argument single-quoted, so spaces, quotes, $, backslashes and non-ASCII bytes arrive
+    unchanged.  Non-UTF-8 host arguments (surrogate-escaped by Python) survive too, because
+    ``Channel.run`` encodes with surrogateescape."""
+    if not argv:
+        raise ValueError("an argument vector needs at least the program")
+    return shlex.join(argv)
+
+
 def _never() -> str | None:
     return None
+
+
+TRANSCRIPT_KEEP = 32 * 1024  # bytes of each command's output the transcript keeps at each end
+
+
+def _clip(data: bytes, keep: int = TRANSCRIPT_KEEP) -> str:
+    """Output for the transcript: whole when short, else its head and tail around a note (a
+    10 MB output must not make a 10 MB transcript; the command's caller has all of it)."""
+    if len(data) > 2 * keep:
+        dropped = len(data) - 2 * keep
+        data = (
+            data[:keep] + b"\n[... %d bytes not in the transcript ...]\n" % dropped + data[-keep:]
+        )
+    return data.decode(errors="replace")
 
 
 class Channel:
@@ -134,9 +159,13 @@ class Channel:
             raise ChannelClosed(str(exc)) from None
 
     def _log(self, text: str) -> None:
+        """Appends to the transcript; a full disk costs the transcript, never the run."""
         if self.transcript is not None:
-            self.transcript.write(text)
-            self.transcript.flush()
+            try:
+                self.transcript.write(text)
+                self.transcript.flush()
+            except OSError:
+                self.transcript = None
 
     # -- protocol ------------------------------------------------------------------------
     def wait_ready(self, timeout: float, abort: AbortHook = _never) -> None:
@@ -154,7 +183,7 @@ class Channel:
         """Runs ``script`` with /bin/sh -c in the guest; never raises for guest trouble."""
         cid = self._next_id
         self._next_id += 1
-        payload = script.encode()
+        payload = script.encode("utf-8", "surrogateescape")
         start = time.monotonic()
         self._log(f"[{self.name}] $ {script}\n")
         out, err = bytearray(), bytearray()
@@ -196,9 +225,9 @@ class Channel:
 
     def _log_result(self, r: CommandResult) -> None:
         if r.stdout:
-            self._log(r.stdout.decode(errors="replace").rstrip("\n") + "\n")
+            self._log(_clip(r.stdout).rstrip("\n") + "\n")
         if r.stderr:
-            self._log("[stderr] " + r.stderr.decode(errors="replace").rstrip("\n") + "\n")
+            self._log("[stderr] " + _clip(r.stderr).rstrip("\n") + "\n")
         if r.timed_out:
             status = "TIMED OUT"
         elif r.stopped_by:

@@ -7,10 +7,10 @@ and ``facts()`` says what happened so ``harness.outcome.decide`` can name one ou
 
 import contextlib
 import json
+import logging
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,18 +21,19 @@ from harness import proc
 from harness.arch import ArchProfile
 from harness.errors import InfraError, MemharnessError
 from harness.image.builder import GuestImage
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 from harness.outcome import Facts
 from harness.qemu.argv import ChannelPort, MachineSpec, build_argv, kernel_cmdline, shell_quote
 from harness.splat import Splat, SplatStream
+from harness.tempdirs import socket_dir
 from harness.vm import accel as accelmod
 from harness.vm.channel import Channel, ChannelClosed, CommandResult, Listener
 from harness.vm.console import ConsoleWatcher
 from harness.vm.qmp import QMP
 
-QEMU_PACKAGE = {"qemu-system-x86_64": "qemu-system-x86", "qemu-system-aarch64": "qemu-system-arm"}
 FATAL_GRACE = 5.0  # after a panic splat, how long QEMU may take to exit by itself
 CONNECT_TIMEOUT = 30.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -129,12 +130,12 @@ class VM:
         self._teardown(keep_artifacts_as="kvm-probe")
         self.state = VMState(accel_note=f"TCG: KVM probe failed ({reason}); falling back to TCG")
         self.stream = SplatStream()
-        print(f"memharness: WARNING: KVM probe failed ({reason}); falling back to TCG")
+        log.warning("KVM probe failed (%s); falling back to TCG", reason)
         self._boot(binary, plan.fallback, self.options.boot_timeout)
 
     def _boot(self, binary: str, accel: str, boot_timeout: float) -> None:
         self.state.accel = accel
-        self._sockdir = Path(tempfile.mkdtemp(prefix="mh-"))  # short: sun_path is 108 bytes
+        self._sockdir = socket_dir()  # short: sun_path is 108 bytes
         ports = tuple(
             ChannelPort(f"mh.{i}", self._sockdir / f"port{i}.sock")
             for i in range(self.options.ports)
@@ -212,7 +213,7 @@ class VM:
         self.state.boot_seconds = time.monotonic() - start
 
     def _open(self, name: str, mode: str) -> TextIO:
-        f = cast(TextIO, (self.artifacts / name).open(mode))
+        f = cast(TextIO, (self.artifacts / name).open(mode, errors="backslashreplace"))
         self._files.append(f)
         return f
 
@@ -392,30 +393,33 @@ class VM:
         }
 
     def write_splats(self) -> None:
-        """splats.json; with the kernel's vmlinux at hand, each frame decoded to file:line."""
+        """splats.json (the schema of harness/splat/report.py); with the kernel's vmlinux at
+        hand, each frame decoded to file:line."""
+        from harness.splat.report import splats_json
+        from harness.splat.symbolize import decode
+
         splats = self.stream.splats
-        located: dict[str, list[Any]] = {}
+        located = {}
+        error = None
         vmlinux = self.kernel.vmlinux
         if splats and vmlinux is not None and vmlinux.is_file():
-            from harness.splat.symbolize import decode
-
             try:
-                located = {
-                    title: [{"frame": loc.frame, "where": list(loc.where)} for loc in locs]
-                    for title, locs in decode(splats, vmlinux, self.arch).items()
-                }
+                located = decode(splats, vmlinux, self.arch)
             except MemharnessError as exc:
-                located = {s.title: [{"error": str(exc)}] for s in splats}
-        data = [
-            {**s.to_json(), **({"locations": located[s.title]} if s.title in located else {})}
-            for s in splats
-        ]
-        (self.artifacts / "splats.json").write_text(json.dumps(data, indent=2) + "\n")
+                error = str(exc)
+        data = splats_json(splats, located)
+        if error:
+            for entry in data:
+                entry["locations_error"] = error
+        try:
+            (self.artifacts / "splats.json").write_text(json.dumps(data, indent=2) + "\n")
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.artifacts / "splats.json", exc.strerror)
 
 
 def require_qemu(arch: ArchProfile) -> str:
     """Path of the arch's QEMU, or a one-line error naming the package that provides it."""
-    return proc.require_tool(arch.qemu_binary, QEMU_PACKAGE.get(arch.qemu_binary, "qemu-system"))
+    return proc.require_tool(arch.qemu_binary, arch.qemu_package)
 
 
 def explain_exit(code: int | None, stderr: str, why: str) -> str:

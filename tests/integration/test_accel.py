@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from harness.image.builder import GuestImage
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 from harness.vm.machine import VM, VMOptions
 
 

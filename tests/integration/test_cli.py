@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.arch import ArchProfile
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 from tests.integration.cli import memharness
 
 

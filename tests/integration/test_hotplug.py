@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from harness.arch import ArchProfile
+from harness.catalogue.model import Scenario, load_catalogue
 from harness.image.builder import GuestImage
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 from harness.outcome import Outcome
 from harness.result import RunResult
-from harness.scenario.execute import run_scenario
-from harness.scenario.model import Scenario, load_catalogue
+from harness.run import run_scenario
 from tests.integration.cli import memharness
 
 Prepared = Callable[[ArchProfile], tuple[Kernel, GuestImage]]

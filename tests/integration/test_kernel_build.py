@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from harness.arch import ArchProfile, get_arch
+from harness.catalogue.model import Scenario, load_catalogue
 from harness.image.builder import GuestImage, build_guest_image
-from harness.kernel import Kernel
 from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel
 from harness.kernel.local import local_kernel
+from harness.kernel.model import Kernel
 from harness.kernel.source import debian_source
 from harness.outcome import Outcome
 from harness.pytest_plugin import selected_arches
-from harness.scenario.execute import run_scenario
-from harness.scenario.model import Scenario, load_catalogue
+from harness.run import run_scenario
 from tests.integration.cli import memharness
 
 pytestmark = pytest.mark.kernel_build

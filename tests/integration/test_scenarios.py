@@ -9,16 +9,15 @@ from typing import Any
 import pytest
 
 from harness.arch import ArchProfile, get_arch
+from harness.catalogue.model import Scenario, load_catalogue
+from harness.collision.runner import CollisionRun
 from harness.image.builder import GuestImage
-from harness.kernel import Kernel
+from harness.kernel.model import Kernel
 from harness.layout.model import Layout, Region
 from harness.layout.planner import plan
 from harness.outcome import Outcome
 from harness.pytest_plugin import selected_arches
-from harness.scenario.execute import plan_scenario, run_scenario, vm_options
-from harness.scenario.model import Scenario, load_catalogue
-from harness.scenario.record import missing_options
-from harness.scenario.runner import ScenarioRun
+from harness.run import plan_scenario, run_scenario, vm_options
 from harness.vm.machine import VM
 
 Prepared = Callable[[ArchProfile], tuple[Kernel, GuestImage]]
@@ -41,7 +40,7 @@ def test_scenario_on_the_default_kernel(
     arch = get_arch(scenario.arch)
     kernel, image = prepared(arch)
     result = run_scenario(scenario, kernel, image, tmp_path)
-    if missing_options(kernel, scenario.requires):
+    if kernel.missing_options(scenario.requires):
         # Needs a built kernel: skipped, and the reason says how to get one.
         assert result.outcome == Outcome.SKIPPED
         assert "memharness kernel build" in result.reason
@@ -84,7 +83,7 @@ def test_a_layout_that_did_not_happen_fails(prepared: Prepared, tmp_path: Path) 
     claimed = plan(Layout("legacy", 2 << 30, pmem=(Region(0x44000000, 64 << 20),)), arch)
     options = vm_options(booted, plan_scenario(booted, kernel), "tcg")
     with VM(kernel, image, tmp_path, options) as vm:
-        run = ScenarioRun(booted, kernel, vm, claimed)
+        run = CollisionRun(booted, kernel, vm, claimed)
         run.run()
     assert any("no persistent memory at 64M@0x44000000" in f for f in run.failures)
     assert any("ZONE_DEVICE pfns must read KPF_NOPAGE" in f for f in run.failures)

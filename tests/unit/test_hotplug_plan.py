@@ -6,13 +6,13 @@ from typing import Any
 import pytest
 
 from harness.arch import ARM64, X86_64, ArchProfile
+from harness.catalogue.model import load_catalogue
 from harness.errors import UserError
+from harness.guest.walkers import check, summary
 from harness.hotplug.plan import HotplugPlan, plan_steps
-from harness.hotplug.steps import Step
+from harness.hotplug.steps import Action
 from harness.layout.model import Layout, Region
 from harness.layout.planner import OFFLINE, PMEM, RAM, Section, plan, render
-from harness.scenario.model import load_catalogue
-from harness.scenario.walkers import check, summary
 
 M, G = 1 << 20, 1 << 30
 X86_DIMMS = {"kind": "hotplug", "memory": "1G", "slots": 4, "maxmem": "4G"}
@@ -28,7 +28,7 @@ ARM_HIDDEN = {"kind": "hotplug", "memory": "2G", "mem_limit": "1G"}
 
 def planned(layout: dict[str, Any], arch: ArchProfile, *steps: dict[str, Any]) -> HotplugPlan:
     layout_plan = plan(Layout.from_data(layout), arch)
-    return plan_steps(layout_plan, tuple(Step.from_data(s) for s in steps))
+    return plan_steps(layout_plan, tuple(Action.from_data(s) for s in steps))
 
 
 def catalogue_plan(name: str) -> HotplugPlan:
@@ -228,7 +228,7 @@ def test_refused_steps(
 )
 def test_refused_step_syntax(data: dict[str, Any], needle: str) -> None:
     with pytest.raises(UserError) as err:
-        Step.from_data(data)
+        Action.from_data(data)
     assert needle in str(err.value)
 
 

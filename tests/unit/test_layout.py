@@ -3,10 +3,10 @@
 import pytest
 
 from harness.arch import ARM64, X86_64
+from harness.catalogue.model import load_catalogue
 from harness.errors import UserError
 from harness.layout.model import Layout, Region, fmt_size, parse_size
 from harness.layout.planner import DEVICE, RAM, plan, q35_boot_ram, q35_device_memory, render
-from harness.scenario.model import load_catalogue
 
 M = 1 << 20
 

@@ -3,11 +3,11 @@
 import pytest
 
 from harness.arch import ARM64, X86_64
+from harness.catalogue.model import load_catalogue, select
 from harness.errors import UserError
+from harness.guest import probes, walkers
 from harness.layout.model import Region
 from harness.layout.planner import Section, plan
-from harness.scenario import probes, walkers
-from harness.scenario.model import load_catalogue, select
 
 # /proc/iomem of the legacy-lower-half guest (Debian 6.1.192, q35, memmap=64M!0x40000000).
 IOMEM = """\

@@ -6,15 +6,15 @@ check; a splat ends the run as kernel-splat.
 
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
-from harness.kernel import Kernel
+from harness.collision.modes import MODES, Mode
+from harness.guest import probes
+from harness.guest import walkers as walk
+from harness.guest.record import GuestSteps, Named, StepRecord
+from harness.kernel.model import Kernel
 from harness.layout.model import Region
 from harness.layout.planner import RAM, Plan, render
-from harness.scenario import probes
-from harness.scenario import walkers as walk
-from harness.scenario.model import MODES, Mode, Scenario
-from harness.scenario.record import GuestSteps, Step, missing_options
 from harness.vm.machine import VM
 
 NAMESPACE = "namespace0.0"
@@ -23,40 +23,55 @@ PMEM_DRIVERS = ("nd_pmem", "dax_pmem", "device_dax")  # bind namespaces: loaded 
 POISON_STRIDE = 4096  # a handful of pages per section is enough to leave poison behind
 
 
-class ScenarioRun(GuestSteps):
+class CollisionSpec(Named, Protocol):
+    """What a collision run reads of its scenario (the catalogue's Scenario has it)."""
+
+    @property
+    def modes(self) -> tuple[str, ...]: ...
+
+    @property
+    def poison(self) -> bool: ...
+
+    @property
+    def teardown(self) -> bool: ...
+
+
+class CollisionRun(GuestSteps):
     """A collision scenario: prove the layout, switch modes, walk, tear down."""
 
     def __init__(
         self,
-        scenario: Scenario,
+        scenario: CollisionSpec,
         kernel: Kernel,
         vm: VM,
         layout_plan: Plan,
         seeded: Mode | None = None,
     ) -> None:
         super().__init__(scenario, kernel, vm)
+        self.spec = scenario
         self.seeded = seeded  # configure this mode before any driver binds (one mode per boot)
         self.plan = layout_plan
+
+    @property
+    def label(self) -> str:
+        return self.seeded.name if self.seeded else ""
 
     # -- steps -------------------------------------------------------------------------------
     def load_modules(self) -> None:
         with self._step("modules") as step:
             self._load_modules(step)
 
-    def _load_modules(self, step: Step) -> None:
+    def _load_modules(self, step: StepRecord) -> None:
         wanted = list(self.plan.modules)
-        for mode in self.scenario.modes:
-            if not missing_options(self.kernel, MODES[mode].requires):
+        for mode in self.spec.modes:
+            if not self.kernel.missing_options(MODES[mode].requires):
                 wanted += MODES[mode].modules
         for name in self.walkers:
             wanted += walk.WALKERS[name].modules
         wanted += [m for mapping in walk.MAPPINGS.values() for m in mapping.modules]
         if self.seeded is not None:
             wanted = [m for m in wanted if m not in PMEM_DRIVERS]  # loaded once seeded
-        loadable = [m for m in dict.fromkeys(wanted) if m in self.vm.image.modules]
-        step.data["loaded"] = loadable
-        if loadable:
-            self._guest(step, "for m in " + " ".join(loadable) + "; do modprobe $m || exit 1; done")
+        self.modprobe(step, wanted)
         self._guest(step, f"mh-wait 20 sh -c 'ndctl list -Ni | grep -q {NAMESPACE}'")
 
     def verify_layout(self) -> None:
@@ -64,7 +79,7 @@ class ScenarioRun(GuestSteps):
         with self._step("layout") as step:
             self._verify_layout(step)
 
-    def _verify_layout(self, step: Step) -> None:
+    def _verify_layout(self, step: StepRecord) -> None:
         sections = " ".join(str(n) for n in self.plan.collisions)
         text = self._guest(
             step,
@@ -115,8 +130,8 @@ class ScenarioRun(GuestSteps):
         with self._step(f"mode {mode.name}") as step:
             return self._switch(step, mode)
 
-    def _switch(self, step: Step, mode: Mode) -> bool:
-        absent = missing_options(self.kernel, mode.requires)
+    def _switch(self, step: StepRecord, mode: Mode) -> bool:
+        absent = self.kernel.missing_options(mode.requires)
         if absent:
             step.status, step.reason = "skipped", f"kernel lacks {', '.join(absent)}"
             return False
@@ -128,7 +143,7 @@ class ScenarioRun(GuestSteps):
         step.data["racing_walks"] = self._race_count(step)
         return self._check_zone(step, mode)
 
-    def _check_zone(self, step: Step, mode: Mode) -> bool:
+    def _check_zone(self, step: StepRecord, mode: Mode) -> bool:
         """In a ZONE_DEVICE mode, the Device zone must span the layout's pmem."""
         zones = self._guest(step, "cat /proc/zoneinfo")
         if zones is None:
@@ -148,25 +163,25 @@ class ScenarioRun(GuestSteps):
         """Gives the namespace its mode through the region's pfn or dax seed, then loads the
         drivers: the pages are mapped once, in that mode, with nothing torn down first."""
         with self._step(f"mode {mode.name} (seeded)") as step:
-            absent = missing_options(self.kernel, mode.requires)
+            absent = self.kernel.missing_options(mode.requires)
             if absent:
                 step.status, step.reason = "skipped", f"kernel lacks {', '.join(absent)}"
                 return False
             kind = "dax" if mode.mapping == "devdax" else "pfn"
-            drivers = " ".join(
-                m
-                for m in (("dax_pmem", "device_dax") if kind == "dax" else ("nd_pmem",))
-                if m in self.vm.image.modules
-            )
+            drivers = ["dax_pmem", "device_dax"] if kind == "dax" else ["nd_pmem"]
             device = "/dev/dax0.0" if kind == "dax" else "/dev/pmem0"
-            script = (
+            configure = (
                 f"cd /sys/bus/nd/devices && seed=$(cat region0/{kind}_seed) && "
                 "cat /proc/sys/kernel/random/uuid > $seed/uuid && "
                 f"echo {'pmem' if 'map=dev' in mode.ndctl else 'ram'} > $seed/mode && "
-                f"echo {NAMESPACE} > $seed/namespace && "
-                f"for m in {drivers}; do modprobe $m || exit 1; done && "
-                f"mh-wait 20 test -e {device} && ndctl list -N"
+                f"echo {NAMESPACE} > $seed/namespace"
             )
+            if self._guest(step, configure) is None:
+                return False
+            self.modprobe(step, drivers)
+            if step.status != "passed":
+                return False
+            script = f"mh-wait 20 test -e {device} && ndctl list -N"
             out = self._guest(step, script)
             if out is None:
                 return False
@@ -184,7 +199,7 @@ class ScenarioRun(GuestSteps):
         for name in ("anon", "file", *([mode.mapping] if mode.mapping else [])):
             mapping = walk.MAPPINGS[name]
             with self._step(f"{mode.name}: madvise {name}") as step:
-                absent = missing_options(self.kernel, mapping.requires)
+                absent = self.kernel.missing_options(mapping.requires)
                 if absent:
                     step.status, step.reason = "skipped", f"kernel lacks {', '.join(absent)}"
                     continue
@@ -212,9 +227,9 @@ class ScenarioRun(GuestSteps):
         if self.alive and not any(st.status == "failed" for st in self.steps):
             self.walk_all(mode.name)
             self.madvise_all(mode)
-        if self.scenario.poison and self.alive:
+        if self.spec.poison and self.alive:
             self.poison()
-        if self.scenario.teardown and self.alive and self.teardown():
+        if self.spec.teardown and self.alive and self.teardown():
             self.walk_all("after teardown")
 
     def teardown(self) -> bool:
@@ -247,7 +262,7 @@ class ScenarioRun(GuestSteps):
             return command
         return f"mh-race {section.start // 4096} {self.plan.section_size // 4096} {command}"
 
-    def _race_count(self, step: Step) -> int | None:
+    def _race_count(self, step: StepRecord) -> int | None:
         out = self._guest(step, "cat /tmp/mh-race.json 2>/dev/null || echo '{}'")
         return json.loads(out).get("walks") if out else None
 
@@ -261,15 +276,15 @@ class ScenarioRun(GuestSteps):
             self.verify_layout()
         if self.alive:
             self.walk_all("as booted")
-        for name in self.scenario.modes:
+        for name in self.spec.modes:
             if not self.alive:
                 return
             if self.switch(MODES[name]):
                 self.walk_all(name)
                 self.madvise_all(MODES[name])
-        if self.scenario.poison and self.alive:
+        if self.spec.poison and self.alive:
             self.poison()
-        if self.scenario.teardown and self.alive and self.teardown():
+        if self.spec.teardown and self.alive and self.teardown():
             self.walk_all("after teardown")
 
     def details(self) -> dict[str, Any]:

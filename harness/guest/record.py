@@ -10,23 +10,35 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from harness.kernel import Kernel
-from harness.kernel.kconfig import Requirement
+from harness.guest import walkers as walk
+from harness.guest.modules import load_modules
+from harness.kernel.model import Kernel
 from harness.layout.planner import Section
-from harness.scenario import walkers as walk
 from harness.vm.machine import VM
 
-if TYPE_CHECKING:
-    from harness.scenario.model import Scenario
+
+class Named(Protocol):
+    """What the guest layer needs to know of a scenario: its name, summary and walkers (any
+    object with these fields; the catalogue's Scenario is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def summary(self) -> str: ...
+
+    @property
+    def walkers(self) -> tuple[str, ...]: ...
+
 
 PROBE_TIMEOUT = 60.0
 WALK_TIMEOUT = 180.0
 
 
 @dataclass
-class Step:
+class StepRecord:
     name: str
     status: str  # passed | failed | skipped
     reason: str = ""
@@ -34,34 +46,29 @@ class Step:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def missing_options(kernel: Kernel, names: tuple[str, ...]) -> list[str]:
-    """Options among ``names`` the kernel's .config lacks ([] when there is no .config)."""
-    options = kernel.config_options()
-    if options is None:
-        return []
-    return [
-        str(r.option) for r in (Requirement.parse(n) for n in names) if not r.satisfied_by(options)
-    ]
-
-
 class GuestSteps:
-    """Step bookkeeping for one scenario on one booted guest."""
+    """StepRecord bookkeeping for one scenario on one booted guest."""
 
-    def __init__(self, scenario: "Scenario", kernel: Kernel, vm: VM) -> None:
+    def __init__(self, scenario: Named, kernel: Kernel, vm: VM) -> None:
         self.scenario = scenario
         self.kernel = kernel
         self.vm = vm
-        self.steps: list[Step] = []
+        self.steps: list[StepRecord] = []
         self.failures: list[str] = []
         self.walkers: list[str] = []  # the scenario's walkers this kernel can run
+
+    @property
+    def label(self) -> str:
+        """Names this boot among a scenario's boots ('' when there is only one kind)."""
+        return ""
 
     def run(self) -> None:
         """Plays the scenario on the booted guest."""
         raise NotImplementedError
 
     @contextmanager
-    def _step(self, name: str) -> Iterator[Step]:
-        step = Step(name, "passed")
+    def _step(self, name: str) -> Iterator[StepRecord]:
+        step = StepRecord(name, "passed")
         self.steps.append(step)
         start = time.monotonic()
         try:
@@ -69,13 +76,13 @@ class GuestSteps:
         finally:
             step.seconds = time.monotonic() - start
 
-    def _fail(self, step: Step, reason: str) -> None:
+    def _fail(self, step: StepRecord, reason: str) -> None:
         step.status = "failed"
         step.reason = step.reason or reason
         self.failures.append(f"{self.scenario.name}: {step.name}: {reason}")
 
     def _guest(
-        self, step: Step, command: str, timeout: float = PROBE_TIMEOUT, port: int = 0
+        self, step: StepRecord, command: str, timeout: float = PROBE_TIMEOUT, port: int = 0
     ) -> str | None:
         """``command``'s output, or None after failing ``step`` with its exit and stderr."""
         result = self.vm.run(command, timeout=timeout, check=False, port=port)
@@ -87,6 +94,13 @@ class GuestSteps:
                 )
             return None
         return result.text
+
+    def modprobe(self, step: StepRecord, wanted: list[str]) -> None:
+        """modprobe every module of ``wanted`` the image has (in order, once each); a module
+        that does not load fails ``step``."""
+        failure = load_modules(self.vm, wanted, step.data)
+        if failure:
+            self._fail(step, failure)
 
     @property
     def alive(self) -> bool:
@@ -100,7 +114,7 @@ class GuestSteps:
     def skip_unsupported_walkers(self) -> None:
         """One skipped step per walker the kernel cannot run (not one per mode)."""
         for name in self.scenario.walkers:
-            absent = missing_options(self.kernel, walk.WALKERS[name].requires)
+            absent = self.kernel.missing_options(walk.WALKERS[name].requires)
             if absent:
                 with self._step(f"walker {name}") as step:
                     step.status, step.reason = "skipped", f"kernel lacks {', '.join(absent)}"
@@ -117,7 +131,7 @@ class GuestSteps:
                     if self.alive:
                         self._walk(step, walker, section)
 
-    def _walk(self, step: Step, walker: walk.Walker, section: Section) -> None:
+    def _walk(self, step: StepRecord, walker: walk.Walker, section: Section) -> None:
         count = self.kernel.arch.section_size // 4096
         out = self._guest(step, walker.command(section.start // 4096, count), WALK_TIMEOUT)
         if out is None:

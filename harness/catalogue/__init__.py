@@ -1,0 +1,1 @@
+"""The scenario catalogue: scenarios as data (catalogue.toml), validated when loaded."""

@@ -1,0 +1,359 @@
+"""The run orchestrator: a selection of scenarios from inputs to results.
+
+``prepare_selection`` refuses everything that can be refused before the first QEMU starts
+(unknown scenarios, impossible layouts and hotplug steps, kernels without a needed option, a
+missing cross compiler) and prepares every kernel and guest image once; ``run_selection`` runs
+the scenarios in catalogue order and returns what finished, also when a signal stops it.  The
+CLI, the pytest plugin and bisect call these; the collision and hotplug runners below them know
+nothing of each other or of this module.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import proc
+from harness.arch import ArchProfile, get_arch
+from harness.artifacts import artifacts_dir
+from harness.catalogue.model import CATALOGUE, Scenario, load_catalogue, select
+from harness.collision.modes import MODES, Mode
+from harness.collision.runner import CollisionRun
+from harness.errors import InfraError, UserError
+from harness.guest.record import GuestSteps, StepRecord
+from harness.hotplug.plan import HotplugPlan, plan_steps
+from harness.hotplug.runner import HotplugRun
+from harness.image.builder import GuestImage, with_test_modules
+from harness.kernel.model import Kernel
+from harness.kernel.resolve import spec_for_arch
+from harness.kernel.testmod import build_test_module
+from harness.layout.planner import Plan, plan, render
+from harness.outcome import Facts, Outcome, decide
+from harness.qemu.argv import machine_args
+from harness.result import RunResult, finish_run, unstarted_result
+from harness.session import prepare, reproducer
+from harness.splat.parser import dedupe
+from harness.vm.dtb import dtb_with_nodes
+from harness.vm.machine import VM, VMOptions, require_qemu
+
+
+class ScenarioInterrupted(KeyboardInterrupt):
+    """A signal stopped a scenario; ``result`` is its record (outcome ``interrupted``),
+    already written to its artifacts directory."""
+
+    def __init__(self, result: RunResult, signal: proc.Interrupted) -> None:
+        super().__init__(str(signal))
+        self.result = result
+        self.signal = signal
+
+
+@dataclass(frozen=True)
+class Planned:
+    layout: Plan
+    hotplug: HotplugPlan | None
+
+
+def plan_pure(scenario: Scenario) -> Planned:
+    """The layout and step plans; UserError on anything impossible (pure: before downloads)."""
+    layout_plan = plan(scenario.layout, get_arch(scenario.arch))
+    hotplug = None
+    if scenario.hotplug:
+        try:
+            hotplug = plan_steps(layout_plan, scenario.steps)
+        except UserError as exc:
+            raise UserError(f"scenario {scenario.name}: {exc}") from None
+    return Planned(layout_plan, hotplug)
+
+
+def plan_scenario(scenario: Scenario, kernel: Kernel) -> Planned:
+    """``plan_pure`` plus the kernel options the layout cannot do without."""
+    planned = plan_pure(scenario)
+    kernel.check_requirements(list(planned.layout.requirements), f"scenario {scenario.name}")
+    return planned
+
+
+def vm_options(scenario: Scenario, planned: Planned, accel: str) -> VMOptions:
+    """How to boot for ``scenario`` (dumps and edits the DTB on arm64 when the layout says)."""
+    arch, layout = planned.layout.arch, scenario.layout
+    dtb = None
+    if planned.layout.dt_nodes:
+        memory = f"{layout.memory >> 20}M"
+        dtb = dtb_with_nodes(
+            arch, require_qemu(arch), machine_args(arch, memory), planned.layout.dt_nodes
+        )
+    hotplug = planned.hotplug
+    return VMOptions(
+        memory=layout.memory,
+        slots=layout.slots,
+        maxmem=layout.maxmem,
+        cmdline=(*planned.layout.cmdline, *scenario.cmdline),
+        extra_args=planned.layout.qemu_args,
+        dtb=dtb,
+        uefi=bool(hotplug and hotplug.uefi),
+        ports=hotplug.ports if hotplug else 1,
+        accel=accel,
+    )
+
+
+def skip_reason(scenario: Scenario, kernel: Kernel, planned: Planned) -> str | None:
+    """Why this kernel or host cannot run ``scenario`` (None: it can)."""
+    needed = scenario.requires + (planned.hotplug.requires if planned.hotplug else ())
+    absent = kernel.missing_options(dict.fromkeys(needed))
+    if absent:
+        return (
+            f"kernel {kernel.release} lacks {', '.join(absent)}: build one with "
+            "`memharness kernel build` and pass it with --kernel"
+        )
+    if planned.hotplug and planned.hotplug.uefi and kernel.arch.firmware() is None:
+        return (
+            f"no UEFI firmware for {kernel.arch.name} (memory-device hotplug needs ACPI, which "
+            "needs a UEFI boot): install qemu-efi-aarch64"
+        )
+    return None
+
+
+def run_scenario(
+    scenario: Scenario,
+    kernel: Kernel,
+    image: GuestImage,
+    artifacts_root: Path,
+    accel: str = "tcg",
+    kernel_spec: str | None = None,
+) -> RunResult:
+    """One scenario on one kernel: skip it loudly, or boot (once, or once per seeded mode),
+    play it and decide one outcome.  A signal ends it as ``interrupted`` with its record
+    written (``ScenarioInterrupted``)."""
+    repro = reproducer("run", kernel.arch, kernel_spec, "--scenario", scenario.name)
+    artifacts = artifacts_dir(artifacts_root, scenario.name, kernel.arch.name)
+    started = time.monotonic()
+    vms: list[VM] = []
+    runs: list[GuestSteps] = []
+    skipped: list[StepRecord] = []
+    try:
+        planned = plan_scenario(scenario, kernel)
+        reason = skip_reason(scenario, kernel, planned)
+        boots, skipped = boots_for(scenario, kernel)
+        if not reason and not boots:
+            reason = "; ".join(f"{st.name}: {st.reason}" for st in skipped)
+        if reason:
+            return unstarted_result(
+                scenario.name, kernel, Outcome.SKIPPED, reason, repro, artifacts
+            )
+        options = vm_options(scenario, planned, accel)
+        options.reproducer = repro
+        if planned.hotplug:
+            image = with_test_modules(image, kernel, planned.hotplug.test_modules)
+        (artifacts / "layout.txt").write_text(render(planned.layout) + "\n")
+        for seeded in boots:
+            folder = artifacts if seeded is None else artifacts / f"boot-{seeded.name}"
+            vm = VM(kernel, image, folder, options)
+            vms.append(vm)
+            run: GuestSteps
+            if planned.hotplug is not None:
+                run = HotplugRun(scenario, kernel, vm, planned.layout, planned.hotplug)
+            else:
+                run = CollisionRun(scenario, kernel, vm, planned.layout, seeded)
+            runs.append(run)
+            with vm:
+                if vm.ready:
+                    try:
+                        run.run()
+                    except InfraError as exc:  # this scenario's infrastructure, not the run's
+                        vm.state.infra = vm.state.infra or str(exc)
+    except KeyboardInterrupt as exc:
+        signal = proc.as_interrupted(exc)
+        with proc.shielded():
+            override = (Outcome.INTERRUPTED, f"interrupted by {signal.name}")
+            details = combine_details(scenario, runs, skipped)
+            if vms:
+                result = finish_run(
+                    vms, scenario.name, repro, started, details, override, artifacts
+                )
+            else:
+                result = unstarted_result(scenario.name, kernel, *override, repro, artifacts)
+        raise ScenarioInterrupted(result, signal) from None
+    return _decide_scenario(scenario, vms, runs, skipped, repro, started, artifacts)
+
+
+def boots_for(scenario: Scenario, kernel: Kernel) -> tuple[list[Mode | None], list[StepRecord]]:
+    """One boot runs every mode by reconfiguring; seeded modes need a boot each (those the
+    kernel cannot do are skipped steps)."""
+    if not scenario.seed_modes:
+        return [None], []
+    boots: list[Mode | None] = []
+    skipped: list[StepRecord] = []
+    for name in scenario.modes:
+        absent = kernel.missing_options(MODES[name].requires)
+        if absent:
+            reason = f"kernel lacks {', '.join(absent)}"
+            skipped.append(StepRecord(f"mode {name} (seeded)", "skipped", reason))
+        else:
+            boots.append(MODES[name])
+    return boots, skipped
+
+
+def _decide_scenario(
+    scenario: Scenario,
+    vms: list[VM],
+    runs: list[GuestSteps],
+    skipped: list[StepRecord],
+    repro: str,
+    started: float,
+    artifacts: Path,
+) -> RunResult:
+    """One outcome for all of a scenario's boots: splats first, then hangs, infrastructure,
+    failed commands and failed checks."""
+    details = combine_details(scenario, runs, skipped)
+    splats = [s for vm in vms for s in vm.splats()]
+    if scenario.known_bug:
+        details["known_bug"] = scenario.known_bug
+        details["known_bug_reproduced"] = any(s.title == scenario.known_bug for s in splats)
+    facts = [vm.facts() for vm in vms]
+    failures = details["failures"]
+    merged = Facts(
+        splats=tuple(dedupe(splats)),
+        hang=next((f.hang for f in facts if f.hang), None),
+        infra=next((f.infra for f in facts if f.infra), None),
+        failed_command=next((f.failed_command for f in facts if f.failed_command), None)
+        or (f"check failed: {failures[0]}" if failures else None),
+    )
+    return finish_run(
+        vms, scenario.name, repro, started, details, override=decide(merged), artifacts=artifacts
+    )
+
+
+def combine_details(
+    scenario: Scenario, runs: list[GuestSteps], skipped: list[StepRecord]
+) -> dict[str, Any]:
+    """One report for all of a scenario's boots (steps are prefixed with their boot)."""
+    if len(runs) == 1 and not skipped:
+        return runs[0].details()
+    steps = [asdict(s) for s in skipped]
+    failures: list[str] = []
+    for run in runs:
+        label = f"[{run.label}] " if run.label else ""
+        for step in run.steps:
+            steps.append({**asdict(step), "name": label + step.name})
+        failures += run.failures
+    base: dict[str, Any] = runs[0].details() if runs else {"scenario": scenario.name}
+    base["steps"] = steps
+    base["skipped"] = [f"{s['name']}: {s['reason']}" for s in steps if s["status"] == "skipped"]
+    base["failures"] = failures
+    return base
+
+
+def check_scenarios(scenarios: list[Scenario], kernels: dict[str, Kernel]) -> None:
+    """All input checks of a run, before the first QEMU starts; builds the test modules the
+    runnable scenarios need (a missing cross compiler is bad input too)."""
+    for scenario in scenarios:
+        kernel = kernels.get(scenario.arch)
+        if kernel is None:
+            raise UserError(f"no kernel for {scenario.arch}")
+        planned = plan_scenario(scenario, kernel)
+        if planned.hotplug and not skip_reason(scenario, kernel, planned):
+            for name in planned.hotplug.test_modules:
+                build_test_module(kernel, name)
+
+
+# -- a selection: what `memharness run`, the pytest plugin and bisect drive -------------------
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run: parsed and typed by the CLI (or built by the plugin or bisect)."""
+
+    arches: tuple[ArchProfile, ...]
+    scenarios: str | None = None  # comma-separated names; None: the whole catalogue
+    kernels: tuple[str, ...] = ()  # --kernel values ([ARCH=]PATH)
+    modules: str | None = None
+    artifacts: Path = Path("memharness-artifacts")
+    accel: str = "tcg"
+    catalogue: Path = CATALOGUE
+
+
+@dataclass
+class Selection:
+    """Checked scenarios and their prepared kernels and images: ready to boot."""
+
+    request: RunRequest
+    scenarios: list[Scenario]
+    prepared: dict[str, tuple[Kernel, GuestImage]]
+
+
+@dataclass
+class RunReport:
+    """What a run produced: every finished (or interrupted) result, in catalogue order, and
+    what did not run because a signal stopped the run."""
+
+    results: list[RunResult] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)  # "name (arch)"
+    interrupted: proc.Interrupted | None = None
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def prepare_selection(request: RunRequest, progress: Progress = _quiet) -> Selection:
+    """Checks every input and prepares every kernel and image; raises UserError (bad input)
+    or InfraError before any scenario boots."""
+    arch_names = [a.name for a in request.arches]
+    scenarios = select(load_catalogue(request.catalogue), request.scenarios, list(request.arches))
+    if not scenarios:
+        raise UserError(
+            f"no scenario runs on {','.join(arch_names)}: `memharness scenarios` lists them"
+        )
+    for scenario in scenarios:  # plans are pure: refuse a bad one before any download
+        plan_pure(scenario)
+    prepared: dict[str, tuple[Kernel, GuestImage]] = {}
+    for name in sorted({s.arch for s in scenarios}, reverse=True):
+        arch = get_arch(name)
+        progress(f"preparing {name} kernel and guest image")
+        prepared[name] = prepare(arch, spec_for_arch(list(request.kernels), arch), request.modules)
+    check_scenarios(scenarios, {a: k for a, (k, _) in prepared.items()})
+    return Selection(request, scenarios, prepared)
+
+
+def run_selection(
+    selection: Selection,
+    on_start: Callable[[int, int, Scenario, Kernel], None] | None = None,
+    on_finish: Callable[[RunResult], None] | None = None,
+) -> RunReport:
+    """Runs the selection in order.  A signal ends the run: the scenario it interrupted is
+    recorded as ``interrupted``, the ones after it are listed as not run, and the report is
+    returned (never raised) so that every report can still be written."""
+    report = RunReport()
+    request = selection.request
+    total = len(selection.scenarios)
+    for i, scenario in enumerate(selection.scenarios, 1):
+        kernel, image = selection.prepared[scenario.arch]
+        try:
+            if on_start:
+                on_start(i, total, scenario, kernel)
+            result = run_scenario(
+                scenario,
+                kernel,
+                image,
+                request.artifacts,
+                request.accel,
+                spec_for_arch(list(request.kernels), kernel.arch),
+            )
+        except ScenarioInterrupted as stop:
+            report.results.append(stop.result)
+            report.interrupted = stop.signal
+        except KeyboardInterrupt as exc:  # between scenarios
+            report.interrupted = proc.as_interrupted(exc)
+        else:
+            report.results.append(result)
+            if on_finish:
+                on_finish(result)
+            continue
+        if on_finish and report.results and report.results[-1].name == scenario.name:
+            on_finish(report.results[-1])
+        report.not_run = [f"{s.name} ({s.arch})" for s in selection.scenarios[i:]]
+        break
+    return report

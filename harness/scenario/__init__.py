@@ -1,1 +1,0 @@
-"""Scenarios: a memory layout, guest steps and expectations, run on a booted guest."""
