@@ -242,7 +242,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The main job: the scenario catalogue on the chosen arches, a table, exit 0 only if all
     pass.  Every input is checked (and every kernel and image prepared) before QEMU starts."""
     from harness.report import summary
-    from harness.run import RunReport, RunRequest, prepare_selection, run_selection
+    from harness.run import (
+        RunReport,
+        RunRequest,
+        names,
+        prepare_selection,
+        run_selection,
+        select_scenarios,
+    )
 
     request = RunRequest(
         arches=tuple(parse_arches(args.arch)),
@@ -268,10 +275,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if show:
             print(f" {result.outcome} ({result.seconds:.1f} s)", file=sys.stderr, flush=True)
 
+    scenarios = select_scenarios(request)
     try:
-        selection = prepare_selection(request, progress=lambda m: log.info("%s", m))
+        selection = prepare_selection(request, scenarios, progress=lambda m: log.info("%s", m))
     except KeyboardInterrupt as exc:
-        report = RunReport(interrupted=proc.as_interrupted(exc))
+        report = RunReport(not_run=names(scenarios), interrupted=proc.as_interrupted(exc))
     else:
         report = run_selection(selection, started, finished)
     with proc.shielded():

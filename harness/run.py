@@ -298,17 +298,25 @@ def _quiet(_: str) -> None:
     return None
 
 
-def prepare_selection(request: RunRequest, progress: Progress = _quiet) -> Selection:
-    """Checks every input and prepares every kernel and image; raises UserError (bad input)
-    or InfraError before any scenario boots."""
+def select_scenarios(request: RunRequest) -> list[Scenario]:
+    """The scenarios asked for, each planned (pure): UserError for unknown names, impossible
+    layouts or steps, before any download."""
     arch_names = [a.name for a in request.arches]
     scenarios = select(load_catalogue(request.catalogue), request.scenarios, list(request.arches))
     if not scenarios:
         raise UserError(
             f"no scenario runs on {','.join(arch_names)}: `memharness scenarios` lists them"
         )
-    for scenario in scenarios:  # plans are pure: refuse a bad one before any download
+    for scenario in scenarios:
         plan_pure(scenario)
+    return scenarios
+
+
+def prepare_selection(
+    request: RunRequest, scenarios: list[Scenario], progress: Progress = _quiet
+) -> Selection:
+    """Prepares every kernel and image and checks each scenario against its kernel; raises
+    UserError (bad input) or InfraError before any scenario boots."""
     prepared: dict[str, tuple[Kernel, GuestImage]] = {}
     for name in sorted({s.arch for s in scenarios}, reverse=True):
         arch = get_arch(name)
@@ -316,6 +324,10 @@ def prepare_selection(request: RunRequest, progress: Progress = _quiet) -> Selec
         prepared[name] = prepare(arch, spec_for_arch(list(request.kernels), arch), request.modules)
     check_scenarios(scenarios, {a: k for a, (k, _) in prepared.items()})
     return Selection(request, scenarios, prepared)
+
+
+def names(scenarios: list[Scenario]) -> list[str]:
+    return [f"{s.name} ({s.arch})" for s in scenarios]
 
 
 def run_selection(
@@ -354,6 +366,6 @@ def run_selection(
             continue
         if on_finish and report.results and report.results[-1].name == scenario.name:
             on_finish(report.results[-1])
-        report.not_run = [f"{s.name} ({s.arch})" for s in selection.scenarios[i:]]
+        report.not_run = names(selection.scenarios[i:])
         break
     return report

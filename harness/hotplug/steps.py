@@ -13,10 +13,12 @@ A step is one inline table whose first key names the action and its subject::
     { add_memory = "hp0", start = "0x80000000", size = "1G" }        # mh_hotplug debugfs
     { offline_and_remove_memory = "hp0", start = "0x88000000", size = "128M" }
     { guest = "shell command" }                           # must exit 0
+    { guest = ["prog", "arg 1", "arg2"] }                 # an argument vector, exactly
 
 The schema is a table, so a typo is a one-line error naming the keys that are allowed.
 """
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,9 +84,14 @@ class Action:
         if rounds < 1:
             raise UserError(f"step {action}: rounds must be at least 1")
         start = data.get("addr", data.get("start"))
+        subject = data[action]
+        if isinstance(subject, list):  # an argument vector: quoted so it arrives exactly
+            if not subject or not all(isinstance(a, str) for a in subject):
+                raise UserError(f"step {action}: an argument vector is a non-empty string list")
+            subject = shlex.join(subject)
         return cls(
             action=action,
-            subject=str(data[action]),
+            subject=str(subject),
             id=str(data.get("id", "")),
             size=parse_size(data.get("size", 0)),
             start=None if start is None else parse_size(start),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness import proc
 from harness.arch import X86_64
-from harness.cache import build_once
+from harness.cache import ALL, build_once
 from harness.debian import DebianArchive, extract_deb
 from harness.errors import InfraError, UserError
 
@@ -57,7 +57,7 @@ def debian_source() -> Source:
         )
         shutil.rmtree(tmp / "deb")
 
-    root = build_once("src", key, unpack)
+    root = build_once("src", key, unpack, unchecked=ALL)  # sources are compiled, never booted
     (tree,) = [p for p in root.iterdir() if p.is_dir() and is_kernel_tree(p)]
     return Source(tree, key, f"Debian {SOURCE_PACKAGE} {package.version}", user_tree=False)
 
@@ -101,7 +101,7 @@ def _exported_commit(path: Path, commit: str) -> Source:
         ).stdout
         proc.run(["tar", "-xf", "-", "-C", str(tmp)], timeout=1800, input_bytes=archive)
 
-    tree = build_once("src", f"git-{full}", export)
+    tree = build_once("src", f"git-{full}", export, unchecked=ALL)
     return Source(tree, f"git-{full}", f"{path} at {full[:12]}", user_tree=False)
 
 

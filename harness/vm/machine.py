@@ -8,6 +8,7 @@ and ``facts()`` says what happened so ``harness.outcome.decide`` can name one ou
 import contextlib
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -33,6 +34,8 @@ from harness.vm.qmp import QMP
 
 FATAL_GRACE = 5.0  # after a panic splat, how long QEMU may take to exit by itself
 CONNECT_TIMEOUT = 30.0
+MIN_FREE = 16 << 20  # bytes the artifacts' filesystem needs before a boot
+FULL = 256 << 10  # at most this much left after a run: the disk filled up during it
 log = logging.getLogger(__name__)
 
 
@@ -114,6 +117,12 @@ class VM:
         """Boots the guest; returns when its agent is ready (or the VM is known dead/hung)."""
         binary = require_qemu(self.arch)
         self.artifacts.mkdir(parents=True, exist_ok=True)
+        free = free_bytes(self.artifacts)
+        if free < MIN_FREE:
+            raise InfraError(
+                f"only {free >> 10} KiB free under {self.artifacts}: the console log needs room "
+                f"(at least {MIN_FREE >> 20} MiB); free some space or pass --artifacts elsewhere"
+            )
         plan = accelmod.plan(self.options.accel, self.arch)
         self.state.accel_note = plan.note
         if plan.fallback is None:
@@ -170,7 +179,7 @@ class VM:
         qmp_listener = Listener(spec.qmp_socket)
         port_listeners = [Listener(p.socket) for p in ports]
         self._listeners = [qmp_listener, *port_listeners]
-        (self.artifacts / "console.log").unlink(missing_ok=True)
+        (self.artifacts / "console.log").write_bytes(b"")  # exists from the start, for every record
         self._console = ConsoleWatcher(self.artifacts / "console.log", self._on_console)
         stderr = self._open("qemu.stderr", "w")
         (self.artifacts / "qmp.log").write_text("# QMP traffic (connected on first use)\n")
@@ -333,6 +342,13 @@ class VM:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._proc.wait(3.0)
             code = proc.kill(self._proc, grace=3.0)
+            free = free_bytes(self.artifacts)
+            if free < FULL and not self.state.infra:
+                # QEMU drops console output it cannot write: a splat may be missing.
+                self.state.infra = (
+                    f"the disk under {self.artifacts} filled up during the run ({free} bytes "
+                    "free): console.log may be incomplete, so the outcome is unknown"
+                )
             if self.state.qemu_exit is None:
                 self.state.qemu_exit = code
         self._close_io()
@@ -415,6 +431,16 @@ class VM:
             (self.artifacts / "splats.json").write_text(json.dumps(data, indent=2) + "\n")
         except OSError as exc:
             log.warning("cannot write %s: %s", self.artifacts / "splats.json", exc.strerror)
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``path``'s filesystem (a huge number when
+    that cannot be told, e.g. the directory was removed under us: nothing to warn about)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
 
 
 def require_qemu(arch: ArchProfile) -> str:

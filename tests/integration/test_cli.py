@@ -19,6 +19,8 @@ def test_boot_prints_stdout_and_exits_with_status(arch: ArchProfile, tmp_path: P
         "--artifacts",
         str(tmp_path),
         "--",
+        "sh",
+        "-c",
         "echo hello; echo oops >&2; exit 3",
     )
     assert done.returncode == 3
@@ -59,6 +61,8 @@ def test_boot_panic_exits_1_with_splat(arch: ArchProfile, tmp_path: Path) -> Non
         "--artifacts",
         str(tmp_path),
         "--",
+        "sh",
+        "-c",
         "echo c > /proc/sysrq-trigger",
     )
     assert done.returncode == 1

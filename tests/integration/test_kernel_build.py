@@ -76,6 +76,8 @@ def test_built_kernel_has_what_was_asked_and_boots(
         "--artifacts",
         str(tmp_path),
         "--",
+        "sh",
+        "-c",
         "uname -r; head -c 8 /sys/kernel/mm/page_idle/bitmap | wc -c",
         timeout=600,
     )
