@@ -8,12 +8,12 @@ over kernels rebuilds only the small modules part.
 
 import re
 import shutil
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.arch import ArchProfile
 from harness.cache import build_once, digest, file_digest, tree_digest
+from harness.datafile import load_toml, reject_unknown
 from harness.debian import DebianArchive, Package, extract_deb
 from harness.errors import InfraError
 from harness.image import modules as modsel
@@ -39,7 +39,9 @@ class Recipe:
 
     @classmethod
     def load(cls, path: Path = RECIPE) -> "Recipe":
-        data = tomllib.loads(path.read_text())
+        data = load_toml(path, "image recipe")
+        reject_unknown(data, ("packages", "binaries", "links", "modules"), f"image recipe {path}")
+        reject_unknown(data.get("modules", {}), ("boot", "extra"), f"image recipe {path} [modules]")
         return cls(
             packages=tuple(data["packages"]),
             binaries=tuple(data["binaries"]),

@@ -20,6 +20,7 @@ from pathlib import Path
 from harness import proc
 from harness.arch import ArchProfile
 from harness.cache import digest
+from harness.datafile import read_text
 from harness.errors import InfraError, UserError
 from harness.kernel.kconfig import Requirement, fragment_requirements, missing, parse_config
 from harness.kernel.local import MANIFEST
@@ -65,6 +66,7 @@ def fragment_files(names: list[str], arch: ArchProfile) -> tuple[Path, ...]:
     for name in ["base", *names]:
         path = Path(name)
         if path.suffix == ".config" and path.is_file():
+            read_text(path, "kconfig fragment")  # UTF-8, readable: one line otherwise
             files.append(path.resolve())
             continue
         generic, specific = KCONFIGS / f"{name}.config", KCONFIGS / arch.name / f"{name}.config"

@@ -7,12 +7,14 @@ printed just before a BUG/WARNING, and builds the title from the first matching 
 
 import itertools
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from re import Match, Pattern
+from typing import Any
 
+from harness.datafile import load_toml, reject_unknown
+from harness.errors import UserError
 from harness.splat import frames as fr
 from harness.splat.lines import Line
 from harness.splat.model import Splat
@@ -25,17 +27,6 @@ BEFORE_CASE_LINES = 6  # how far before a start a case's `before` line may be
 CONTINUATION = 20  # lines after a start within which a `continues` start belongs to it
 PANIC_AFTER_REPORT = 60  # x86 repeats RIP and registers after "end trace", then panics
 
-_END_MARKERS = re.compile(r"^(?:---\[ end trace [0-9a-f]+ \]---|---\[ end Kernel panic|={40,}\s*$)")
-_BEFORE_LINES = re.compile(
-    r"^(?:page:|page dumped because:|raw: |flags: |head: |memcg:|anon flags:|page_type:|"
-    r"page_owner|pfn:|aops:|mapping:|  *\S|-+\[ cut here \]-+|=+\s*$|\s*$)"
-)
-# Messages that print a stack of their own without being a bug; without printk caller context
-# there is no telling their frames from the report's, so the report ends where they start.
-_INFO_WITH_STACK = re.compile(
-    r"FAULT_INJECTION: forcing a failure|vmalloc: allocation failure:"
-    r"|FAULT_FLAG_ALLOW_RETRY missing"
-)
 _LOCK_AT = re.compile(r", at: (?:\[<[0-9a-f]+>\]\s*)?" + fr.FUNC + r"(?:\+0x|\s)")
 _SCHEDULER = re.compile(r"(?:__)?schedule|preempt_schedule|_cond_resched")
 _OFFSET_FUNC = re.compile(fr.FUNC + r"\+0x")
@@ -84,65 +75,115 @@ class Rules:
     any_start: Pattern[str] = field(default=re.compile("$^"))
     any_floating: Pattern[str] | None = None
     canonical: tuple[tuple[Pattern[str], str], ...] = ()
+    end_markers: Pattern[str] = field(default=re.compile("$^"))  # a report ends here
+    before_lines: Pattern[str] = field(default=re.compile("$^"))  # may precede a start
+    info_with_stack: Pattern[str] = field(default=re.compile("$^"))  # not a bug, own stack
+
+
+TOP_KEYS = ("report", "skip", "library", "machinery", "anchors", "canonical", "boundaries")
+BOUNDARY_KEYS = ("end", "before", "info_with_stack")
+CASE_KEYS = ("when", "before", "title", "kind")
+REPORT_KEYS = (
+    "anchors",
+    "cases",
+    "continues",
+    "fatal",
+    "frame",
+    "frames_after",
+    "func_needs_stack",
+    "func_skip",
+    "headed_trace",
+    "kind",
+    "name",
+    "not_first",
+    "panic",
+    "prefer",
+    "requires_before",
+    "skip",
+    "stamped",
+    "start",
+    "suppress",
+    "title",
+    "trace_required",
+)
 
 
 @cache
 def load_rules(path: Path = RULES_FILE) -> Rules:
-    data = tomllib.loads(path.read_text())
+    """The rules table; one-line UserErrors for unknown keys, missing ones and bad regexes
+    (a misspelt flag must not be ignored: it would silently change every title)."""
+    data = load_toml(path, "splat rules")
+    reject_unknown(data, TOP_KEYS, f"splat rules {path}")
+    boundaries = data.get("boundaries", {})
+    reject_unknown(boundaries, BOUNDARY_KEYS, f"splat rules {path} [boundaries]")
     reports = []
-    for r in data["report"]:
-        reports.append(
-            Rule(
-                name=r["name"],
-                kind=r["kind"],
-                start=re.compile(r["start"]),
-                title=r["title"],
-                cases=tuple(
-                    Case(
-                        re.compile(c["when"], re.M) if "when" in c else None,
-                        re.compile(c["before"]) if "before" in c else None,
-                        c["title"],
-                        c.get("kind"),
-                    )
-                    for c in r.get("cases", [])
-                ),
-                skip=tuple(re.compile(p) for p in r.get("skip", [])),
-                frame_sources=tuple(r.get("frame", "stack").split(",")),
-                requires_before=re.compile(r["requires_before"])
-                if "requires_before" in r
-                else None,
-                fatal=r.get("fatal", False),
-                panic=r.get("panic", False),
-                func_skip=r.get("func_skip", False),
-                func_needs_stack=r.get("func_needs_stack", False),
-                continues=r.get("continues", False),
-                prefer=re.compile(r["prefer"]) if "prefer" in r else None,
-                headed_trace=r.get("headed_trace", True),
-                trace_required=r.get("trace_required", False),
-                anchors=_alternation(data.get("anchors", {}).get(r["anchors"]))
-                if "anchors" in r
-                else None,
-                frames_after=re.compile(r["frames_after"]) if "frames_after" in r else None,
-                stamped=r.get("stamped", False),
-                not_first=r.get("not_first", False),
-                suppress=tuple(re.compile(p) for p in r.get("suppress", [])),
-            )
+    for r in data.get("report", []):
+        where = f"splat rules {path}: report {r.get('name', '?')!r}"
+        reject_unknown(r, REPORT_KEYS, where)
+        for c in r.get("cases", []):
+            reject_unknown(c, CASE_KEYS, f"{where}: case")
+        try:
+            reports.append(_rule(r, data))
+        except KeyError as exc:
+            raise UserError(f"{where}: missing key {exc}") from None
+        except re.error as exc:
+            raise UserError(f"{where}: bad regex {exc.pattern!r}: {exc}") from None
+    try:
+        # One cheap pre-check for every line: anchored starts with match(), the rest with
+        # search().
+        unnamed = [re.sub(r"\(\?P<\w+>", "(?:", r.start.pattern) for r in reports]
+        anchored = [p[1:] for p in unnamed if p.startswith("^")]
+        floating = [p for p in unnamed if not p.startswith("^")]
+        any_start = re.compile("|".join(f"(?:{p})" for p in anchored))
+        any_floating = re.compile("|".join(f"(?:{p})" for p in floating)) if floating else None
+        canonical = tuple((re.compile(k), v) for k, v in data.get("canonical", {}).items())
+        return Rules(
+            tuple(reports),
+            tuple(re.compile(p) for p in data.get("skip", [])),
+            tuple(re.compile(p) for p in data.get("library", [])),
+            tuple(re.compile(p) for p in data.get("machinery", [])),
+            any_start,
+            any_floating,
+            canonical,
+            re.compile(boundaries.get("end", "$^")),
+            re.compile(boundaries.get("before", "$^")),
+            re.compile(boundaries.get("info_with_stack", "$^")),
         )
-    # One cheap pre-check for every line: anchored starts with match(), the rest with search().
-    unnamed = [re.sub(r"\(\?P<\w+>", "(?:", r.start.pattern) for r in reports]
-    anchored = [p[1:] for p in unnamed if p.startswith("^")]
-    floating = [p for p in unnamed if not p.startswith("^")]
-    any_start = re.compile("|".join(f"(?:{p})" for p in anchored))
-    any_floating = re.compile("|".join(f"(?:{p})" for p in floating)) if floating else None
-    canonical = tuple((re.compile(k), v) for k, v in data.get("canonical", {}).items())
-    return Rules(
-        tuple(reports),
-        tuple(re.compile(p) for p in data.get("skip", [])),
-        tuple(re.compile(p) for p in data.get("library", [])),
-        tuple(re.compile(p) for p in data.get("machinery", [])),
-        any_start,
-        any_floating,
-        canonical,
+    except re.error as exc:
+        raise UserError(f"splat rules {path}: bad regex {exc.pattern!r}: {exc}") from None
+
+
+def _rule(r: dict[str, Any], data: dict[str, Any]) -> Rule:
+    return Rule(
+        name=r["name"],
+        kind=r["kind"],
+        start=re.compile(r["start"]),
+        title=r["title"],
+        cases=tuple(
+            Case(
+                re.compile(c["when"], re.M) if "when" in c else None,
+                re.compile(c["before"]) if "before" in c else None,
+                c["title"],
+                c.get("kind"),
+            )
+            for c in r.get("cases", [])
+        ),
+        skip=tuple(re.compile(p) for p in r.get("skip", [])),
+        frame_sources=tuple(r.get("frame", "stack").split(",")),
+        requires_before=re.compile(r["requires_before"]) if "requires_before" in r else None,
+        fatal=r.get("fatal", False),
+        panic=r.get("panic", False),
+        func_skip=r.get("func_skip", False),
+        func_needs_stack=r.get("func_needs_stack", False),
+        continues=r.get("continues", False),
+        prefer=re.compile(r["prefer"]) if "prefer" in r else None,
+        headed_trace=r.get("headed_trace", True),
+        trace_required=r.get("trace_required", False),
+        anchors=_alternation(data.get("anchors", {}).get(r["anchors"])) if "anchors" in r else None,
+        frames_after=re.compile(r["frames_after"]) if "frames_after" in r else None,
+        stamped=r.get("stamped", False),
+        not_first=r.get("not_first", False),
+        suppress=tuple(re.compile(p) for p in r.get("suppress", [])),
     )
 
 
@@ -214,12 +255,12 @@ class Parser:
             if ctx and line.ctx and line.ctx != ctx:
                 continue
             text = line.text.strip()
-            if _END_MARKERS.match(text):
+            if self.rules.end_markers.match(text):
                 # KASAN-style reports open with a ===== line too; only a later one closes.
                 return j + 1, True
             if text.startswith("Kernel panic - not syncing"):
                 continue  # panic_on_warn / oops=panic: the report goes on after it
-            if not ctx and _INFO_WITH_STACK.search(text):
+            if not ctx and self.rules.info_with_stack.search(text):
                 return j, True
             found = self.match_start(lines, j)
             if found is not None and not (found.rule.continues and j - start <= CONTINUATION):
@@ -234,7 +275,7 @@ class Parser:
             line = lines[j]
             if ctx and line.ctx and line.ctx != ctx:
                 continue
-            if not _BEFORE_LINES.match(line.text):
+            if not self.rules.before_lines.match(line.text):
                 break
             if line.text.startswith(("page:", "page dumped because:", "------------[ cut here")):
                 first = j
