@@ -29,6 +29,7 @@ class ArchProfile:
     qemu_package: str  # Debian package that ships qemu_binary
     cross_gcc_package: str  # Debian package of the cross compiler (gnu_triplet-gcc)
     boot_image_kind: str  # what a compressed kernel of this arch is called: bzImage | Image
+    image_magic: tuple[int, bytes]  # (offset, bytes) that identify boot_image_kind
     pvh_boot: bool  # QEMU can boot an uncompressed vmlinux directly (x86 PVH entry)
     machine: str  # -machine value
     cpu: str | None  # -cpu value; None keeps QEMU's default
@@ -72,6 +73,7 @@ X86_64 = ArchProfile(
     qemu_package="qemu-system-x86",
     cross_gcc_package="gcc-x86-64-linux-gnu",
     boot_image_kind="bzImage",
+    image_magic=(0x202, b"HdrS"),  # the x86 boot protocol header
     pvh_boot=True,
     machine="q35,nvdimm=on",
     cpu=None,
@@ -93,6 +95,7 @@ ARM64 = ArchProfile(
     qemu_package="qemu-system-arm",
     cross_gcc_package="gcc-aarch64-linux-gnu",
     boot_image_kind="Image",
+    image_magic=(0x38, b"ARM\x64"),  # arm64 Image header
     pvh_boot=False,
     machine="virt",
     cpu="cortex-a57",  # -cpu max is ~5x slower under TCG (pointer authentication)
@@ -106,6 +109,16 @@ ARM64 = ArchProfile(
 
 ARCHES: dict[str, ArchProfile] = {p.name: p for p in (X86_64, ARM64)}
 ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "aarch64": "arm64"}
+
+
+def by_elf_machine(machine: int) -> ArchProfile | None:
+    """The profile whose vmlinux has this e_machine, if any."""
+    return next((p for p in ARCHES.values() if p.elf_machine == machine), None)
+
+
+def names_and_aliases() -> tuple[str, ...]:
+    """Every name ``get_arch`` accepts (for ARCH=VALUE options)."""
+    return (*ARCHES, *ALIASES)
 
 
 def host_arch() -> ArchProfile:

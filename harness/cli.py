@@ -168,24 +168,10 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def _render_boot(args: argparse.Namespace, result: Any, cmd_result: Any) -> None:
-    from harness.result import bytes_json
+    from harness.session import boot_json
 
     if args.json:
-        data = {
-            "outcome": str(result.outcome),
-            "exit_code": cmd_result.exit_code if cmd_result else None,
-            **bytes_json("stdout", cmd_result.stdout if cmd_result else b""),
-            **bytes_json("stderr", cmd_result.stderr if cmd_result else b""),
-            "artifacts": str(result.artifacts),
-            "boot_seconds": result.boot_seconds,
-            "reason": result.reason,
-            "splats": [s.title for s in result.splats],
-            "arch": result.machine["arch"],
-            "kernel": result.machine["kernel"],
-            "accel": result.machine["accel"],
-            "accel_note": result.machine["accel_note"],
-        }
-        print(json.dumps(data))
+        print(json.dumps(boot_json(result, cmd_result)))
         sys.stdout.flush()
         return
     if cmd_result is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from harness.arch import ArchProfile, parse_arches
+from harness.arch import ARCHES, ArchProfile, parse_arches
 from harness.errors import MemharnessError
 from harness.image.builder import GuestImage, build_guest_image
 from harness.kernel.model import Kernel
@@ -57,8 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in (
         "allow_splats: splats do not fail this test; it checks vm.splats() itself",
-        "x86_64: runs on the x86_64 guest only",
-        "arm64: runs on the arm64 guest only",
+        *(f"{name}: runs on the {name} guest only" for name in ARCHES),
     ):
         config.addinivalue_line("markers", marker)
 
@@ -75,7 +74,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if "arch" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
             return  # the test chooses its own arches
     arches = selected_arches(metafunc.config)
-    only = {m.name for m in metafunc.definition.iter_markers() if m.name in ("x86_64", "arm64")}
+    only = {m.name for m in metafunc.definition.iter_markers() if m.name in ARCHES}
     if only:
         arches = [a for a in arches if a.name in only]
     metafunc.parametrize("arch", arches, ids=[a.name for a in arches], scope="session")

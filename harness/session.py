@@ -8,6 +8,7 @@ import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness import proc
 from harness.arch import ArchProfile
@@ -16,7 +17,7 @@ from harness.image.builder import GuestImage, build_guest_image
 from harness.kernel.model import Kernel
 from harness.kernel.resolve import resolve_kernel
 from harness.outcome import Outcome
-from harness.result import RunResult, finish_run
+from harness.result import RunResult, bytes_json, finish_run
 from harness.vm.channel import CommandResult, argv_script
 from harness.vm.machine import VM, VMOptions, require_qemu
 
@@ -80,3 +81,21 @@ class BootInterrupted(KeyboardInterrupt):
         super().__init__(str(signal))
         self.result = result
         self.signal = signal
+
+
+def boot_json(result: RunResult, cmd_result: CommandResult | None) -> dict[str, Any]:
+    """`memharness boot --json`'s one schema (see the README)."""
+    return {
+        "outcome": str(result.outcome),
+        "exit_code": cmd_result.exit_code if cmd_result else None,
+        **bytes_json("stdout", cmd_result.stdout if cmd_result else b""),
+        **bytes_json("stderr", cmd_result.stderr if cmd_result else b""),
+        "artifacts": str(result.artifacts),
+        "boot_seconds": result.boot_seconds,
+        "reason": result.reason,
+        "splats": [s.title for s in result.splats],
+        "arch": result.machine["arch"],
+        "kernel": result.machine["kernel"],
+        "accel": result.machine["accel"],
+        "accel_note": result.machine["accel_note"],
+    }

@@ -14,6 +14,8 @@ import subprocess
 import zlib
 from dataclasses import dataclass
 
+from harness.arch import ARCHES, by_elf_machine
+
 ELF_MAGIC = b"\x7fELF"
 PT_NOTE = 4
 XEN_ELFNOTE_PHYS32_ENTRY = 18  # the PVH entry point note
@@ -29,14 +31,16 @@ class ImageInfo:
 
 def identify(data: bytes) -> ImageInfo | None:
     """What kind of kernel image ``data`` is, or None when it is none we can boot."""
-    if len(data) > 0x210 and data[0x202:0x206] == b"HdrS":
-        return ImageInfo("bzImage", None, "x86_64", bzimage_release(data))
-    if len(data) > 0x40 and data[0x38:0x3C] == b"ARM\x64":
-        return ImageInfo("Image", None, "arm64", banner_release(data))
+    for arch in ARCHES.values():
+        offset, magic = arch.image_magic
+        if len(data) > offset + 16 and data[offset : offset + len(magic)] == magic:
+            header = arch.boot_image_kind == "bzImage"  # x86 boot protocol: version pointer
+            release = bzimage_release(data) if header else banner_release(data)
+            return ImageInfo(arch.boot_image_kind, None, arch.name, release)
     if data[:4] == ELF_MAGIC and len(data) > 64:
         machine = struct.unpack_from("<H", data, 18)[0]
-        hint = {62: "x86_64", 183: "arm64"}.get(machine)
-        return ImageInfo("vmlinux", machine, hint, banner_release(data))
+        found = by_elf_machine(machine)
+        return ImageInfo("vmlinux", machine, found.name if found else None, banner_release(data))
     if data[:2] == b"\x1f\x8b":
         return ImageInfo("gzip", None, None, None)
     return None

@@ -26,12 +26,12 @@ def resolve_kernel(
 def spec_for_arch(values: list[str], arch: ArchProfile) -> str | None:
     """Picks this arch's kernel from repeatable --kernel values: 'ARCH=SPEC' first, then a
     bare SPEC (which then applies to every arch and must match it)."""
-    from harness.arch import get_arch
+    from harness.arch import get_arch, names_and_aliases
 
     bare = None
     for value in values:
         name, sep, spec = value.partition("=")
-        if sep and name in ("x86_64", "arm64", "amd64", "aarch64"):
+        if sep and name in names_and_aliases():
             if get_arch(name).name == arch.name:
                 return spec
         elif value:

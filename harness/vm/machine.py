@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +29,7 @@ from harness.qemu.argv import ChannelPort, MachineSpec, build_argv, kernel_cmdli
 from harness.splat import Splat, SplatStream
 from harness.tempdirs import socket_dir
 from harness.vm import accel as accelmod
-from harness.vm.channel import Channel, ChannelClosed, CommandResult, Listener
+from harness.vm.channel import Channel, ChannelClosed, CommandResult, Listener, argv_script
 from harness.vm.console import ConsoleWatcher
 from harness.vm.qmp import QMP
 
@@ -310,6 +311,16 @@ class VM:
             detail = f": {first_err[0]}" if first_err else ""
             self.state.failed_command = f"`{script}` exited {result.exit_code}{detail}"
         return result
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        timeout: float | None = None,
+        check: bool = True,
+        port: int = 0,
+    ) -> CommandResult:
+        """Runs ``argv`` in the guest exactly as exec would get it (no shell splitting)."""
+        return self.run(argv_script(argv), timeout=timeout, check=check, port=port)
 
     def splats(self) -> list[Splat]:
         """Splats so far; reads the console up to now first."""
