@@ -2,6 +2,9 @@
 
 import subprocess
 import sys
+from pathlib import Path
+
+from harness.arch import ArchProfile
 
 
 def memharness(
@@ -13,4 +16,11 @@ def memharness(
         text=True,
         timeout=timeout,
         env=env,
+    )
+
+
+def boot_json(arch: ArchProfile, artifacts: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`memharness boot --json` of ``argv`` on ``arch``."""
+    return memharness(
+        "boot", "--json", "--arch", arch.name, "--artifacts", str(artifacts), "--", *argv
     )

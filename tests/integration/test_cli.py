@@ -8,7 +8,7 @@ import pytest
 
 from harness.arch import ArchProfile
 from harness.kernel.model import Kernel
-from tests.integration.cli import memharness
+from tests.integration.cli import boot_json, memharness
 
 
 def test_boot_prints_stdout_and_exits_with_status(arch: ArchProfile, tmp_path: Path) -> None:
@@ -53,18 +53,7 @@ def test_boot_json(arch: ArchProfile, tmp_path: Path) -> None:
 
 
 def test_boot_panic_exits_1_with_splat(arch: ArchProfile, tmp_path: Path) -> None:
-    done = memharness(
-        "boot",
-        "--arch",
-        arch.name,
-        "--json",
-        "--artifacts",
-        str(tmp_path),
-        "--",
-        "sh",
-        "-c",
-        "echo c > /proc/sysrq-trigger",
-    )
+    done = boot_json(arch, tmp_path, "sh", "-c", "echo c > /proc/sysrq-trigger")
     assert done.returncode == 1
     data = json.loads(done.stdout)
     assert data["outcome"] == "kernel-splat"

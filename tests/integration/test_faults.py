@@ -23,7 +23,7 @@ from harness.outcome import Outcome, decide
 from harness.tempdirs import PREFIX, start_time, sweep_stale
 from harness.vm.channel import CommandResult, argv_script
 from harness.vm.machine import VM
-from tests.integration.cli import memharness
+from tests.integration.cli import boot_json, memharness
 
 TMP = Path(os.environ.get("TMPDIR", "/tmp"))
 
@@ -101,37 +101,9 @@ def test_argument_vectors_arrive_exactly(
     assert repro.endswith(argv_script(["--", *argv])), repro
 
 
-def test_a_crash_through_sh_c_is_a_kernel_splat(arch: ArchProfile, tmp_path: Path) -> None:
-    done = memharness(
-        "boot",
-        "--json",
-        "--arch",
-        arch.name,
-        "--artifacts",
-        str(tmp_path),
-        "--",
-        "sh",
-        "-c",
-        "echo c > /proc/sysrq-trigger",
-    )
-    data = json.loads(done.stdout)
-    assert (done.returncode, data["outcome"]) == (1, "kernel-splat"), done.stderr
-
-
 @pytest.mark.x86_64
 def test_binary_output_survives_json(arch: ArchProfile, tmp_path: Path) -> None:
-    done = memharness(
-        "boot",
-        "--json",
-        "--arch",
-        arch.name,
-        "--artifacts",
-        str(tmp_path),
-        "--",
-        "printf",
-        "\\377\\000ok\\n",
-    )
-    data = json.loads(done.stdout)
+    data = json.loads(boot_json(arch, tmp_path, "printf", "\\377\\000ok\\n").stdout)
     assert data["stdout_encoding"] == "base64"
     assert base64.b64decode(data["stdout_b64"]) == b"\xff\x00ok\n"
     ok = json.loads(
