@@ -25,6 +25,7 @@ from harness import proc
 from harness.arch import ARCHES, get_arch, parse_arches
 from harness.catalogue.model import CATALOGUE
 from harness.errors import InfraError, UserError
+from harness.known.registry import REGISTRY
 from harness.outcome import BISECT_EXIT, Outcome
 
 DEFAULT_ARTIFACTS = Path(os.environ.get("MEMHARNESS_ARTIFACTS", "memharness-artifacts"))
@@ -245,6 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         artifacts=args.artifacts,
         accel=args.accel,
         catalogue=args.catalogue,
+        registry=args.registry,
     )
     show = logsetup.progress_enabled()
 
@@ -270,7 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         report = run_selection(selection, started, finished)
     with proc.shielded():
         if report.results:
-            print(summary.table(report.results))
+            print(summary.table(report.results, report.possibly_fixed))
         if report.interrupted:
             log.warning(
                 "interrupted by %s; not run: %s",
@@ -278,13 +280,27 @@ def cmd_run(args: argparse.Namespace) -> int:
                 ", ".join(report.not_run) or "nothing",
             )
         if args.json:
-            _write_report(args.json, summary.to_json(report, bisect=args.bisect) + "\n")
+            text = summary.to_json(report, bisect=args.bisect, bisect_title=args.bisect_title)
+            _write_report(args.json, text + "\n")
         if args.html:
             _write_report(args.html, summary.to_html(report.results))
+        if args.junit:
+            from harness.report.junit import to_junit
+
+            _write_report(args.junit, to_junit(report) + "\n")
     if report.interrupted:
         return report.interrupted.exit_code
     _rotate(args)
-    return summary.exit_code(report.results, bisect=args.bisect)
+    return summary.exit_code(report.results, args.bisect, args.bisect_title)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.report.compare import compare, load_run, render
+
+    old, new = load_run(Path(args.old)), load_run(Path(args.new))
+    result = compare(old, new, args.old, args.new)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 1 if result["new"] else 0
 
 
 def _write_report(name: str, text: str) -> None:
@@ -413,15 +429,38 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", help="comma-separated scenario names (default: all)")
     run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     run.add_argument("--html", metavar="FILE", help="also write an HTML report")
-    run.add_argument(
+    run.add_argument("--junit", metavar="FILE", help="also write JUnit XML (one case per scenario)")
+    bisect = run.add_mutually_exclusive_group()
+    bisect.add_argument(
+        "--bisect-title",
+        metavar="TITLE",
+        help="for `git bisect run`: exit 1 only when this splat title reproduces, 0 when the "
+        "run is clean or shows only known splats, 125 (skip) otherwise; the form to use on "
+        "debug kernels, whose good commits splat with known bugs too",
+    )
+    bisect.add_argument(
         "--bisect",
         action="store_true",
-        help="for `git bisect run`: any splat (known bugs too), hang or failed check exits 1, "
-        "an infrastructure error 125, only clean passes 0",
+        help="older form: any splat (known bugs too), hang or failed check exits 1; on a debug "
+        "kernel this calls good commits bad (use --bisect-title)",
+    )
+    run.add_argument(
+        "--registry",
+        type=Path,
+        default=REGISTRY,
+        help="known-issues registry TOML (default: the built-in one)",
     )
     _add_common(run)
     _add_catalogue(run)
     run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser(
+        "compare", help="compare two `run --json` files: new, fixed, still failing, known, flaky"
+    )
+    comp.add_argument("old", metavar="OLD.json")
+    comp.add_argument("new", metavar="NEW.json")
+    comp.add_argument("--json", action="store_true")
+    comp.set_defaults(func=cmd_compare)
 
     clean = sub.add_parser(
         "clean", help="remove old run directories and stale socket directories of dead runs"
@@ -472,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--arch", default=",".join(ARCHES))
     update.set_defaults(func=cmd_update)
 
-    for p in (parser, boot, splats, run, clean, scenarios, layout, build, update):
+    for p in (parser, boot, splats, run, comp, clean, scenarios, layout, build, update):
         _add_verbosity(p)
     return parser
 

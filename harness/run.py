@@ -17,22 +17,26 @@ from typing import Any
 from harness import proc
 from harness.arch import ArchProfile, get_arch
 from harness.artifacts import artifacts_dir
+from harness.cache import file_digest
 from harness.catalogue.model import CATALOGUE, Scenario, load_catalogue, select
 from harness.collision.modes import MODES, Mode
-from harness.collision.runner import CollisionRun
+from harness.collision.runner import CollisionRun, Phase
 from harness.errors import InfraError, UserError
-from harness.guest.record import GuestSteps, StepRecord
+from harness.guest.record import CUT_SHORT, GuestSteps, StepRecord
+from harness.guest.walkers import WALKERS
 from harness.hotplug.plan import HotplugPlan, plan_steps
 from harness.hotplug.runner import HotplugRun
 from harness.image.builder import GuestImage, with_test_modules
 from harness.kernel.model import Kernel
 from harness.kernel.resolve import spec_for_arch
 from harness.kernel.testmod import build_test_module
+from harness.known.registry import REGISTRY, Registry, load_registry
 from harness.layout.planner import Plan, plan, render
 from harness.outcome import Facts, Outcome, decide
 from harness.qemu.argv import machine_args
 from harness.result import RunResult, finish_run, unstarted_result
 from harness.session import prepare, reproducer
+from harness.splat import Splat
 from harness.splat.parser import dedupe
 from harness.vm.dtb import dtb_with_nodes
 from harness.vm.machine import VM, VMOptions, require_qemu
@@ -120,10 +124,12 @@ def run_scenario(
     artifacts_root: Path,
     accel: str = "tcg",
     kernel_spec: str | None = None,
+    registry: Registry | None = None,
 ) -> RunResult:
-    """One scenario on one kernel: skip it loudly, or boot (once, or once per seeded mode),
-    play it and decide one outcome.  A signal ends it as ``interrupted`` with its record
-    written (``ScenarioInterrupted``)."""
+    """One scenario on one kernel: skip it loudly, or boot (once per phase, see
+    ``boots_for``), play it and decide one outcome; every splat is classified against the
+    known-issues registry (default: the built-in one).  A signal ends it as ``interrupted``
+    with its record written (``ScenarioInterrupted``)."""
     repro = reproducer("run", kernel.arch, kernel_spec, "--scenario", scenario.name)
     artifacts = artifacts_dir(artifacts_root, scenario.name, kernel.arch.name)
     started = time.monotonic()
@@ -145,15 +151,15 @@ def run_scenario(
         if planned.hotplug:
             image = with_test_modules(image, kernel, planned.hotplug.test_modules)
         (artifacts / "layout.txt").write_text(render(planned.layout) + "\n")
-        for seeded in boots:
-            folder = artifacts if seeded is None else artifacts / f"boot-{seeded.name}"
+        for n, phase in enumerate(boots):
+            folder = artifacts if n == 0 else artifacts / f"boot-{phase.label.replace(' ', '-')}"
             vm = VM(kernel, image, folder, options)
             vms.append(vm)
             run: GuestSteps
             if planned.hotplug is not None:
                 run = HotplugRun(scenario, kernel, vm, planned.layout, planned.hotplug)
             else:
-                run = CollisionRun(scenario, kernel, vm, planned.layout, seeded)
+                run = CollisionRun(scenario, kernel, vm, planned.layout, phase=phase)
             runs.append(run)
             with vm:
                 if vm.ready:
@@ -173,28 +179,41 @@ def run_scenario(
             else:
                 result = unstarted_result(scenario.name, kernel, *override, repro, artifacts)
         raise ScenarioInterrupted(result, signal) from None
-    return _decide_scenario(scenario, vms, runs, skipped, repro, started, artifacts)
+    known = registry if registry is not None else load_registry()
+    return _decide_scenario(scenario, kernel, known, vms, runs, skipped, repro, started, artifacts)
 
 
-def boots_for(scenario: Scenario, kernel: Kernel) -> tuple[list[Mode | None], list[StepRecord]]:
-    """One boot runs every mode by reconfiguring; seeded modes need a boot each (those the
-    kernel cannot do are skipped steps)."""
-    if not scenario.seed_modes:
-        return [None], []
-    boots: list[Mode | None] = []
+def boots_for(scenario: Scenario, kernel: Kernel) -> tuple[list[Phase], list[StepRecord]]:
+    """The boots of a scenario (see ``collision.runner.Phase``): hotplug scenarios and those
+    that exist to reproduce one bug boot once; other collision scenarios walk every mode and the
+    teardown in a main boot and run their poisoning walkers in a boot per mode.  Seeded modes
+    need a boot each; a mode the kernel cannot do is a skipped step."""
+    modes: list[Mode] = []
     skipped: list[StepRecord] = []
     for name in scenario.modes:
         absent = kernel.missing_options(MODES[name].requires)
-        if absent:
+        if absent and scenario.seed_modes:
             reason = f"kernel lacks {', '.join(absent)}"
             skipped.append(StepRecord(f"mode {name} (seeded)", "skipped", reason))
-        else:
-            boots.append(MODES[name])
-    return boots, skipped
+        elif not absent:
+            modes.append(MODES[name])
+    poisoning = [w for w in scenario.walkers if WALKERS[w].poisons]
+    as_written = scenario.hotplug or scenario.known_bug or scenario.poison or not poisoning
+    if scenario.seed_modes:
+        if as_written:
+            return [Phase("all", seeded=m) for m in modes], skipped
+        return [
+            p for m in modes for p in (Phase("main", seeded=m), Phase("poison", seeded=m))
+        ], skipped
+    if as_written:
+        return [Phase("all")], skipped
+    return [Phase("main"), Phase("poison"), *(Phase("poison", mode=m) for m in modes)], skipped
 
 
 def _decide_scenario(
     scenario: Scenario,
+    kernel: Kernel,
+    registry: Registry,
     vms: list[VM],
     runs: list[GuestSteps],
     skipped: list[StepRecord],
@@ -209,6 +228,7 @@ def _decide_scenario(
     if scenario.known_bug:
         details["known_bug"] = scenario.known_bug
         details["known_bug_reproduced"] = any(s.title == scenario.known_bug for s in splats)
+    details["splat_classes"] = classify(dedupe(splats), scenario, kernel, registry)
     facts = [vm.facts() for vm in vms]
     failures = details["failures"]
     merged = Facts(
@@ -223,6 +243,24 @@ def _decide_scenario(
     )
 
 
+def classify(
+    splats: list[Splat], scenario: Scenario, kernel: Kernel, registry: Registry
+) -> list[dict[str, Any]]:
+    """Each splat title: the scenario's own known bug, a registered known issue (with its
+    entry), or new."""
+    out = []
+    for splat in splats:
+        entry = registry.known(splat.title, kernel)
+        out.append(
+            {
+                "title": splat.title,
+                "scenario_known_bug": splat.title == scenario.known_bug,
+                "known_issue": entry.to_json() if entry else None,
+            }
+        )
+    return out
+
+
 def combine_details(
     scenario: Scenario, runs: list[GuestSteps], skipped: list[StepRecord]
 ) -> dict[str, Any]:
@@ -231,15 +269,25 @@ def combine_details(
         return runs[0].details()
     steps = [asdict(s) for s in skipped]
     failures: list[str] = []
+    walks: dict[str, Any] = {"planned": 0, "ran": 0, "cut_short": []}
     for run in runs:
         label = f"[{run.label}] " if run.label else ""
         for step in run.steps:
             steps.append({**asdict(step), "name": label + step.name})
         failures += run.failures
+        counts = run.walk_counts()
+        walks["planned"] += counts["planned"]
+        walks["ran"] += counts["ran"]
+        walks["cut_short"] += [label + n for n in counts["cut_short"]]
     base: dict[str, Any] = runs[0].details() if runs else {"scenario": scenario.name}
     base["steps"] = steps
-    base["skipped"] = [f"{s['name']}: {s['reason']}" for s in steps if s["status"] == "skipped"]
+    base["skipped"] = [
+        f"{s['name']}: {s['reason']}"
+        for s in steps
+        if s["status"] == "skipped" and s["reason"] != CUT_SHORT
+    ]
     base["failures"] = failures
+    base["walks"] = walks
     return base
 
 
@@ -270,6 +318,7 @@ class RunRequest:
     artifacts: Path = Path("memharness-artifacts")
     accel: str = "tcg"
     catalogue: Path = CATALOGUE
+    registry: Path = REGISTRY
 
 
 @dataclass
@@ -279,6 +328,7 @@ class Selection:
     request: RunRequest
     scenarios: list[Scenario]
     prepared: dict[str, tuple[Kernel, GuestImage]]
+    registry: Registry = field(default_factory=lambda: Registry(()))
 
 
 @dataclass
@@ -289,6 +339,9 @@ class RunReport:
     results: list[RunResult] = field(default_factory=list)
     not_run: list[str] = field(default_factory=list)  # "name (arch)"
     interrupted: proc.Interrupted | None = None
+    catalogue: dict[str, Any] = field(default_factory=dict)  # path, sha256, scenarios
+    kernels: dict[str, dict[str, str]] = field(default_factory=dict)  # arch → release, origin
+    possibly_fixed: list[dict[str, Any]] = field(default_factory=list)
 
 
 Progress = Callable[[str], None]
@@ -309,6 +362,7 @@ def select_scenarios(request: RunRequest) -> list[Scenario]:
         )
     for scenario in scenarios:
         plan_pure(scenario)
+    load_registry(request.registry)  # a malformed registry is bad input too: refuse it now
     return scenarios
 
 
@@ -323,7 +377,7 @@ def prepare_selection(
         progress(f"preparing {name} kernel and guest image")
         prepared[name] = prepare(arch, spec_for_arch(list(request.kernels), arch), request.modules)
     check_scenarios(scenarios, {a: k for a, (k, _) in prepared.items()})
-    return Selection(request, scenarios, prepared)
+    return Selection(request, scenarios, prepared, load_registry(request.registry))
 
 
 def names(scenarios: list[Scenario]) -> list[str]:
@@ -338,8 +392,14 @@ def run_selection(
     """Runs the selection in order.  A signal ends the run: the scenario it interrupted is
     recorded as ``interrupted``, the ones after it are listed as not run, and the report is
     returned (never raised) so that every report can still be written."""
-    report = RunReport()
     request = selection.request
+    report = RunReport(
+        catalogue=catalogue_identity(request.catalogue, selection.scenarios),
+        kernels={
+            a: {"release": k.release, "origin": k.origin}
+            for a, (k, _) in selection.prepared.items()
+        },
+    )
     total = len(selection.scenarios)
     for i, scenario in enumerate(selection.scenarios, 1):
         kernel, image = selection.prepared[scenario.arch]
@@ -353,6 +413,7 @@ def run_selection(
                 request.artifacts,
                 request.accel,
                 spec_for_arch(list(request.kernels), kernel.arch),
+                selection.registry,
             )
         except ScenarioInterrupted as stop:
             report.results.append(stop.result)
@@ -368,4 +429,21 @@ def run_selection(
             on_finish(report.results[-1])
         report.not_run = names(selection.scenarios[i:])
         break
+    if request.scenarios is None and report.interrupted is None:
+        seen = [(r.machine["arch"], s.title) for r in report.results for s in r.splats]
+        kernels = [k for k, _ in selection.prepared.values()]
+        report.possibly_fixed = [
+            {**issue.to_json(), "arch": arch}
+            for issue, arch in selection.registry.possibly_fixed(kernels, seen)
+        ]
     return report
+
+
+def catalogue_identity(path: Path, scenarios: list[Scenario]) -> dict[str, Any]:
+    """What `memharness compare` checks before comparing two runs: the same catalogue file
+    (by content) and the scenarios each run selected."""
+    return {
+        "path": str(path),
+        "sha256": file_digest(path),
+        "scenarios": names(scenarios),
+    }

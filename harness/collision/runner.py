@@ -5,7 +5,7 @@ check; a splat ends the run as kernel-splat.
 """
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from harness.collision.modes import MODES, Mode
@@ -36,6 +36,32 @@ class CollisionSpec(Named, Protocol):
     def teardown(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class Phase:
+    """What one boot of a collision scenario does.
+
+    Walkers that poison pages (soft offline, hwpoison) leave state behind that every later
+    step of the same boot runs on: on a kernel with a poison bug the next namespace
+    reconfiguration splats, and every mode and teardown after it goes unwalked.  So a scenario
+    runs in phases: a ``main`` boot walks every mode, the teardown and the walk after it with
+    the walkers that leave nothing behind (the poisoning ones run last, after the teardown,
+    where nothing follows them), and a ``poison`` boot per mode (and one as booted) runs the
+    poisoning walkers and madvise in that mode and stops.  ``all`` is the single boot of a
+    scenario that exists to reproduce one bug (``known_bug``, ``poison``): it runs as written.
+    """
+
+    kind: str  # all | main | poison
+    mode: Mode | None = None  # poison: the mode to switch to (None: as booted)
+    seeded: Mode | None = None  # configure this mode before any driver binds
+
+    @property
+    def label(self) -> str:
+        parts = [self.seeded.name] if self.seeded else []
+        if self.kind == "poison":
+            parts.append(f"poison {self.mode.name if self.mode else 'as booted'}")
+        return " ".join(parts)
+
+
 class CollisionRun(GuestSteps):
     """A collision scenario: prove the layout, switch modes, walk, tear down."""
 
@@ -46,15 +72,24 @@ class CollisionRun(GuestSteps):
         vm: VM,
         layout_plan: Plan,
         seeded: Mode | None = None,
+        phase: Phase | None = None,
     ) -> None:
         super().__init__(scenario, kernel, vm)
         self.spec = scenario
-        self.seeded = seeded  # configure this mode before any driver binds (one mode per boot)
+        self.phase = phase or Phase("all", seeded=seeded)
+        self.seeded = self.phase.seeded  # one mode per boot, configured before drivers bind
         self.plan = layout_plan
 
     @property
     def label(self) -> str:
-        return self.seeded.name if self.seeded else ""
+        return self.phase.label
+
+    def _gentle(self) -> list[str]:
+        """This kernel's walkers that leave nothing behind, in the scenario's order."""
+        return [w for w in self.walkers if not walk.WALKERS[w].poisons]
+
+    def _poisoning(self) -> list[str]:
+        return [w for w in self.walkers if walk.WALKERS[w].poisons]
 
     # -- steps -------------------------------------------------------------------------------
     def load_modules(self) -> None:
@@ -188,8 +223,8 @@ class CollisionRun(GuestSteps):
             step.data["ndctl"] = json.loads(out) if out.strip().startswith("[") else out
             return self._check_zone(step, mode)
 
-    def walk_all(self, label: str) -> None:
-        self.walk_sections(label, (s for s in self.plan.sections if s.collides))
+    def walk_all(self, label: str, walkers: list[str] | None = None) -> None:
+        self.walk_sections(label, (s for s in self.plan.sections if s.collides), walkers)
 
     def madvise_all(self, mode: Mode) -> None:
         """madvise(MADV_SOFT_OFFLINE) on anonymous and file memory, and on the namespace's own
@@ -219,19 +254,6 @@ class CollisionRun(GuestSteps):
                         f"{result.get('result', result)}, expected {mapping.expect}",
                     )
 
-    def run_seeded(self, mode: Mode) -> None:
-        # The layout is verified once the namespace is bound: some regions (of_pmem) only show
-        # in /proc/iomem when their driver claims them.
-        if self.alive and self.seed(mode) and self.alive:
-            self.verify_layout()
-        if self.alive and not any(st.status == "failed" for st in self.steps):
-            self.walk_all(mode.name)
-            self.madvise_all(mode)
-        if self.spec.poison and self.alive:
-            self.poison()
-        if self.spec.teardown and self.alive and self.teardown():
-            self.walk_all("after teardown")
-
     def teardown(self) -> bool:
         """Disables the namespace: its pages are unmapped (memunmap_pages), the section's
         memmap is cleaned up, and the walkers get to visit what is left."""
@@ -256,11 +278,14 @@ class CollisionRun(GuestSteps):
                         )
 
     def _racing(self, command: str) -> str:
-        """``command`` with walkers looping over the first shared section while it runs."""
+        """``command`` with walkers looping over the first shared section while it runs (in
+        the main phase only those that leave nothing behind)."""
         section = next((s for s in self.plan.sections if s.collides), None)
         if section is None or not {"kpageflags", "soft-offline"} <= set(self.walkers):
             return command
-        return f"mh-race {section.start // 4096} {self.plan.section_size // 4096} {command}"
+        racers = "kpageflags" if self.phase.kind == "main" else "kpageflags soft-offline"
+        start, count = section.start // 4096, self.plan.section_size // 4096
+        return f"MH_RACE_WALKERS='{racers}' mh-race {start} {count} {command}"
 
     def _race_count(self, step: StepRecord) -> int | None:
         out = self._guest(step, "cat /tmp/mh-race.json 2>/dev/null || echo '{}'")
@@ -269,23 +294,82 @@ class CollisionRun(GuestSteps):
     def run(self) -> None:
         self.skip_unsupported_walkers()
         self.load_modules()
-        if self.seeded is not None:
+        if self.phase.kind == "poison":
+            self.run_poison(self.phase.mode)
+        elif self.seeded is not None:
             self.run_seeded(self.seeded)
-            return
+        else:
+            self.run_modes()
+
+    def run_modes(self) -> None:
+        """As booted, then every mode by reconfiguring, then the teardown."""
+        gentle = self._gentle() if self.phase.kind == "main" else self.walkers
+        modes = [m for m in self.spec.modes if not self.kernel.missing_options(MODES[m].requires)]
+        self.planned_walks = [
+            *self.walk_names("as booted", gentle),
+            *(n for m in modes for n in self.walk_names(m, gentle)),
+            *(self._after_teardown_walks() if self.spec.teardown else []),
+        ]
         if self.alive:
             self.verify_layout()
         if self.alive:
-            self.walk_all("as booted")
+            self.walk_all("as booted", gentle)
         for name in self.spec.modes:
             if not self.alive:
                 return
             if self.switch(MODES[name]):
-                self.walk_all(name)
-                self.madvise_all(MODES[name])
+                self.walk_all(name, gentle)
+                if self.phase.kind == "all":
+                    self.madvise_all(MODES[name])
+        self.finish()
+
+    def run_seeded(self, mode: Mode) -> None:
+        """One mode, configured before the drivers bind, then the teardown."""
+        gentle = self._gentle() if self.phase.kind == "main" else self.walkers
+        self.planned_walks = [
+            *self.walk_names(mode.name, gentle),
+            *(self._after_teardown_walks() if self.spec.teardown else []),
+        ]
+        # The layout is verified once the namespace is bound: some regions (of_pmem) only show
+        # in /proc/iomem when their driver claims them.
+        if self.alive and self.seed(mode) and self.alive:
+            self.verify_layout()
+        if self.alive and not any(st.status == "failed" for st in self.steps):
+            self.walk_all(mode.name, gentle)
+            if self.phase.kind == "all":
+                self.madvise_all(mode)
+        self.finish()
+
+    def run_poison(self, mode: Mode | None) -> None:
+        """The poisoning walkers (and madvise) in one mode, on a fresh boot, and nothing after
+        them: what they leave behind cannot cut another check short."""
+        label = mode.name if mode else (self.seeded.name if self.seeded else "as booted")
+        self.planned_walks = self.walk_names(label, self._poisoning())
+        if self.seeded is not None:
+            if not (self.alive and self.seed(self.seeded) and self.alive):
+                return
+        elif self.alive:
+            self.verify_layout()
+        if mode is not None and not (self.alive and self.switch(mode)):
+            return
+        if self.alive:
+            self.walk_all(label, self._poisoning())
+        current = mode or self.seeded
+        if current is not None and self.alive:
+            self.madvise_all(current)
+
+    def _after_teardown_walks(self) -> list[str]:
+        """Every walker after the teardown: in the main phase the gentle ones first, the
+        poisoning ones last (nothing follows them)."""
+        order = self._gentle() + self._poisoning() if self.phase.kind == "main" else self.walkers
+        return self.walk_names("after teardown", order)
+
+    def finish(self) -> None:
         if self.spec.poison and self.alive:
             self.poison()
         if self.spec.teardown and self.alive and self.teardown():
-            self.walk_all("after teardown")
+            order = [n.split(": ", 1)[1] for n in self._after_teardown_walks()]
+            self.walk_all("after teardown", order)
 
     def details(self) -> dict[str, Any]:
         return {

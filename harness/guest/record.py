@@ -33,6 +33,7 @@ class Named(Protocol):
     def walkers(self) -> tuple[str, ...]: ...
 
 
+CUT_SHORT = "cut short: the guest is gone (an earlier splat or exit ended it)"
 PROBE_TIMEOUT = 60.0
 WALK_TIMEOUT = 180.0
 
@@ -56,6 +57,7 @@ class GuestSteps:
         self.steps: list[StepRecord] = []
         self.failures: list[str] = []
         self.walkers: list[str] = []  # the scenario's walkers this kernel can run
+        self.planned_walks: list[str] = []  # walk steps this boot means to run (by name)
 
     @property
     def label(self) -> str:
@@ -121,15 +123,26 @@ class GuestSteps:
             else:
                 self.walkers.append(name)
 
-    def walk_sections(self, label: str, sections: Iterable[Section]) -> None:
-        """Every runnable walker over every pfn of each section, checked per kind of pfn."""
+    def walk_names(self, label: str, walkers: Iterable[str] | None = None) -> list[str]:
+        """The step names of a walk (one per walker), as ``walk_sections`` records them."""
+        return [f"{label}: {name}" for name in (self.walkers if walkers is None else walkers)]
+
+    def walk_sections(
+        self, label: str, sections: Iterable[Section], walkers: Iterable[str] | None = None
+    ) -> None:
+        """Every runnable walker (or those of ``walkers``) over every pfn of each section,
+        checked per kind of pfn."""
         chosen = list(sections)
-        for name in self.walkers:
+        for name in self.walkers if walkers is None else walkers:
             with self._step(f"{label}: {name}") as step:
                 walker = walk.WALKERS[name]
                 for section in chosen:
-                    if self.alive:
-                        self._walk(step, walker, section)
+                    if not self.alive:
+                        # A walk the guest did not finish is not a pass: it was cut short.
+                        if step.status == "passed":
+                            step.status, step.reason = "skipped", CUT_SHORT
+                        break
+                    self._walk(step, walker, section)
 
     def _walk(self, step: StepRecord, walker: walk.Walker, section: Section) -> None:
         count = self.kernel.arch.section_size // 4096
@@ -142,11 +155,26 @@ class GuestSteps:
         for failure in walk.check(walker.name, result, section):
             self._fail(step, failure)
 
+    def walk_counts(self) -> dict[str, Any]:
+        """Planned walks, those that ran, and those a dead guest cut short (by name)."""
+        ran = {s.name for s in self.steps if s.status in ("passed", "failed")}
+        cut = [n for n in self.planned_walks if n not in ran]
+        return {
+            "planned": len(self.planned_walks),
+            "ran": len(self.planned_walks) - len(cut),
+            "cut_short": cut,
+        }
+
     def details(self) -> dict[str, Any]:
         return {
+            "walks": self.walk_counts(),
             "scenario": self.scenario.name,
             "summary": self.scenario.summary,
             "steps": [asdict(s) for s in self.steps],
-            "skipped": [f"{s.name}: {s.reason}" for s in self.steps if s.status == "skipped"],
+            "skipped": [
+                f"{s.name}: {s.reason}"
+                for s in self.steps
+                if s.status == "skipped" and s.reason != CUT_SHORT
+            ],
             "failures": self.failures,
         }

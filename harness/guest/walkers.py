@@ -29,6 +29,7 @@ class Walker:
     requires: tuple[str, ...]  # kernel options
     modules: tuple[str, ...]  # modules to load first
     argv: str  # guest command; {start} {count} filled in
+    poisons: bool = False  # leaves hwpoisoned pages behind (soft offline migrates and poisons)
 
     def command(self, start: int, count: int) -> str:
         return self.argv.format(start=start, count=count)
@@ -43,12 +44,14 @@ WALKERS: dict[str, Walker] = {
             ("MEMORY_FAILURE",),
             (),
             f"mh-walk soft-offline {{start}} {{count}} {SOFT_OFFLINE_RAM_STRIDE}",
+            poisons=True,
         ),
         Walker(
             "hwpoison",
             ("MEMORY_FAILURE", "HWPOISON_INJECT"),
             ("hwpoison_inject",),
             f"mh-walk hwpoison {{start}} {{count}} {HWPOISON_STRIDE}",
+            poisons=True,
         ),
         Walker("idle", ("IDLE_PAGE_TRACKING",), (), "mh-walk idle {start} {count}"),
     )

@@ -31,7 +31,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def step(result_details: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(s for s in result_details["steps"] if s["name"] == name)
+    """The first step called ``name`` in any boot of the scenario ("[boot] name")."""
+    return next(s for s in result_details["steps"] if s["name"].split("] ")[-1] == name)
 
 
 def test_scenario_on_the_default_kernel(

@@ -77,37 +77,93 @@ def test_accel_plans(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     assert plan.first == "tcg" and "guest hung" in plan.note
 
 
-def result(outcome: Outcome, known: str | None = None, reproduced: bool = False) -> RunResult:
-    details = {"known_bug": known, "known_bug_reproduced": reproduced} if known else {}
-    return RunResult("s", outcome, "why", Path("/a"), {"arch": "x86_64"}, [], [], "", 1.0, details)
-
-
 BUG = "BUG: unable to handle kernel paging request in clear_page"
+POISON = "VM_BUG_ON_PAGE(PagePoisoned(page)) in clear_hwpoisoned_pages"
+NEW = "BUG: KASAN: use-after-free in memunmap_pages"
+ENTRY = {
+    "title": POISON,
+    "upstream": "not reported",
+    "why": "x",
+    "arches": [],
+    "versions": "",
+    "config": [],
+}
+
+
+def result(
+    outcome: Outcome,
+    known: str | None = None,
+    titles: tuple[str, ...] = (),
+    registered: tuple[str, ...] = (),
+    failures: tuple[str, ...] = (),
+) -> RunResult:
+    """A recorded result as run.py makes it: its splats, each classified."""
+    splats = [Splat(t, "BUG", None, t) for t in titles]
+    details: dict[str, object] = {
+        "failures": list(failures),
+        "splat_classes": [
+            {
+                "title": t,
+                "scenario_known_bug": t == known,
+                "known_issue": {**ENTRY, "title": t} if t in registered else None,
+            }
+            for t in titles
+        ],
+    }
+    if known:
+        details.update(known_bug=known, known_bug_reproduced=known in titles)
+    return RunResult(
+        "s", outcome, "why", Path("/a"), {"arch": "x86_64"}, splats, [], "", 1.0, details
+    )
+
+
+KS = Outcome.KERNEL_SPLAT
 
 
 @pytest.mark.parametrize(
-    ("results", "run_code", "bisect_code"),
+    ("results", "run_code", "bisect_code", "title_code"),
     [
-        ([result(Outcome.PASS)], 0, 0),
-        ([result(Outcome.PASS), result(Outcome.SKIPPED)], 0, 0),
-        ([result(Outcome.SKIPPED)], 125, 125),
+        ([result(Outcome.PASS)], 0, 0, 0),
+        ([result(Outcome.PASS), result(Outcome.SKIPPED)], 0, 0, 0),
+        ([result(Outcome.SKIPPED)], 125, 125, 125),
         # a known bug reproducing is expected in a run, but it is the bug for bisect
-        ([result(Outcome.PASS), result(Outcome.KERNEL_SPLAT, BUG, True)], 0, 1),
+        ([result(Outcome.PASS), result(KS, BUG, (BUG,))], 0, 1, 0),
         # a known-bug scenario that splats with something else has failed
-        ([result(Outcome.KERNEL_SPLAT, BUG, False)], 1, 1),
+        ([result(KS, BUG, (NEW,))], 1, 1, 1),
         # the known bug did not reproduce: news in a run, a good commit for bisect
-        ([result(Outcome.PASS, BUG)], 1, 0),
-        ([result(Outcome.HANG)], 1, 1),
-        ([result(Outcome.INFRA_ERROR)], 1, 125),
-        ([result(Outcome.INFRA_ERROR), result(Outcome.COMMAND_FAILED)], 1, 1),
+        ([result(Outcome.PASS, BUG)], 1, 0, 0),
+        ([result(Outcome.HANG)], 1, 1, 125),
+        ([result(Outcome.INFRA_ERROR)], 1, 125, 125),
+        ([result(Outcome.INFRA_ERROR), result(Outcome.COMMAND_FAILED)], 1, 1, 125),
+        # a registered known issue does not fail a run; --bisect calls it bad anyway, and
+        # --bisect-title NEW calls the commit good (it shows only known splats)
+        ([result(KS, None, (POISON,), (POISON,))], 0, 1, 0),
+        # a new title next to a known one fails; it is the target, so bad for --bisect-title
+        ([result(KS, None, (POISON, NEW), (POISON,))], 1, 1, 1),
+        # a known issue that cut a scenario whose checks had already failed: failed
+        ([result(KS, None, (POISON,), (POISON,), ("layout: no pmem",))], 1, 1, 125),
+        # another new splat than the target: not this regression, skip the commit
+        ([result(KS, None, ("WARNING in other_function",))], 1, 1, 125),
+        # interrupted: nothing ran to the end
+        ([result(Outcome.INTERRUPTED)], 125, 125, 125),
     ],
 )
-def test_run_exit_codes(results: list[RunResult], run_code: int, bisect_code: int) -> None:
+def test_run_exit_codes(
+    results: list[RunResult], run_code: int, bisect_code: int, title_code: int
+) -> None:
     assert summary.exit_code(results) == run_code
     assert summary.exit_code(results, bisect=True) == bisect_code
+    assert summary.exit_code(results, bisect_title=NEW) == title_code
+
+
+def test_verdicts() -> None:
+    assert summary.verdict(result(KS, None, (POISON,), (POISON,))) == summary.KNOWN_ISSUE
+    assert summary.verdict(result(KS, BUG, (BUG,))) == summary.EXPECTED
+    assert summary.verdict(result(KS, BUG, (BUG, NEW))) == summary.FAILED
+    assert summary.verdict(result(Outcome.INTERRUPTED)) == summary.INTERRUPTED
 
 
 def test_table_says_expected_and_unexpected() -> None:
-    text = summary.table([result(Outcome.KERNEL_SPLAT, BUG, True), result(Outcome.PASS, BUG)])
+    text = summary.table([result(KS, BUG, (BUG,)), result(Outcome.PASS, BUG)])
     assert "known bug reproduced (expected)" in text
     assert f"UNEXPECTED PASS: known bug did not reproduce: {BUG}" in text

@@ -1,0 +1,1 @@
+"""Known issues: splat titles memharness knows, where they apply, and why (registry.toml)."""

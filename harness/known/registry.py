@@ -1,0 +1,183 @@
+"""The known-issues registry: which splat titles are known kernel bugs, on which kernels.
+
+A nightly run of a debug kernel meets the same known 6.1 bugs in many scenarios.  A splat whose
+title is registered, on a kernel the entry applies to (arch, version range, config options),
+does not fail the run: it is listed as a known issue with its entry.  Any other title is new
+and fails the run.  An entry that applies to the kernel but that no scenario of a full run met
+is reported as possibly fixed.  The registry is data (registry.toml); this module loads it,
+refuses what is malformed, and matches titles.
+"""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from re import Pattern
+from typing import Any
+
+from harness.datafile import load_toml, reject_unknown
+from harness.errors import UserError
+from harness.kernel.model import Kernel
+
+REGISTRY = Path(__file__).with_name("registry.toml")
+ENTRY_KEYS = ("title", "title_regex", "arches", "versions", "config", "upstream", "why", "evidence")
+_VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
+_BOUND = re.compile(r"^\s*(>=|<=|<|>|==)\s*(\d+(?:\.\d+){0,2})\s*$")
+
+Version = tuple[int, int, int]
+
+
+def parse_version(text: str) -> Version | None:
+    """'6.1.0-57-amd64' → (6, 1, 0); '6.12.117' → (6, 12, 117); None when not a version."""
+    m = _VERSION.match(text)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+@dataclass(frozen=True)
+class VersionRange:
+    """'>=6.1, <6.2': every bound must hold.  Empty: every version."""
+
+    bounds: tuple[tuple[str, Version], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> "VersionRange":
+        bounds = []
+        for part in (p for p in text.split(",") if p.strip()):
+            m = _BOUND.match(part)
+            if not m:
+                raise UserError(f"version bound {part.strip()!r} is not like '>=6.1' or '<6.2'")
+            version = parse_version(m.group(2))
+            assert version is not None
+            bounds.append((m.group(1), version))
+        return cls(tuple(bounds))
+
+    def __str__(self) -> str:
+        return ", ".join(op + ".".join(map(str, v)) for op, v in self.bounds)
+
+    def contains(self, version: Version) -> bool:
+        checks = {
+            ">=": lambda a, b: a >= b,
+            "<=": lambda a, b: a <= b,
+            ">": lambda a, b: a > b,
+            "<": lambda a, b: a < b,
+            "==": lambda a, b: a[: len(b)] == b,
+        }
+        return all(checks[op](version, bound) for op, bound in self.bounds)
+
+
+@dataclass(frozen=True)
+class KnownIssue:
+    title: str  # the sanitised splat title, as memharness prints it
+    title_regex: Pattern[str] | None  # or a pattern, for titles that vary
+    arches: tuple[str, ...]  # empty: every arch
+    versions: VersionRange
+    config: tuple[str, ...]  # options the kernel needs for the splat to fire
+    upstream: str  # fix commit, thread, or "not reported"
+    why: str  # one sentence: what the bug is
+    evidence: str = ""  # where it was seen, how it was classified
+
+    @property
+    def id(self) -> str:
+        return self.title or (self.title_regex.pattern if self.title_regex else "")
+
+    def matches(self, title: str) -> bool:
+        if self.title_regex is not None:
+            return bool(self.title_regex.search(title))
+        return title == self.title
+
+    def applies_to(self, kernel: Kernel) -> str | None:
+        """None when the entry applies to ``kernel``, else why not (for 'not applicable')."""
+        if self.arches and kernel.arch.name not in self.arches:
+            return f"only on {', '.join(self.arches)}"
+        version = parse_version(kernel.release)
+        if version is not None and not self.versions.contains(version):
+            return f"only for kernels {self.versions}"
+        absent = kernel.missing_options(self.config)
+        if absent:
+            return f"needs {', '.join(absent)}"
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.id,
+            "arches": list(self.arches),
+            "versions": str(self.versions),
+            "config": list(self.config),
+            "upstream": self.upstream,
+            "why": self.why,
+        }
+
+
+@dataclass(frozen=True)
+class Registry:
+    issues: tuple[KnownIssue, ...]
+
+    def known(self, title: str, kernel: Kernel) -> KnownIssue | None:
+        """The entry that makes ``title`` a known issue on ``kernel``, if any."""
+        return next(
+            (i for i in self.issues if i.matches(title) and i.applies_to(kernel) is None), None
+        )
+
+    def applicable(self, kernel: Kernel) -> list[KnownIssue]:
+        return [i for i in self.issues if i.applies_to(kernel) is None]
+
+    def possibly_fixed(
+        self, kernels: Iterable[Kernel], seen: Iterable[tuple[str, str]]
+    ) -> list[tuple[KnownIssue, str]]:
+        """Entries that apply to a kernel of the run but matched no splat on it: (entry, arch).
+        ``seen`` holds (arch, title) of every splat of the run."""
+        met = set(seen)
+        out = []
+        for kernel in kernels:
+            titles = [t for a, t in met if a == kernel.arch.name]
+            for issue in self.applicable(kernel):
+                if not any(issue.matches(t) for t in titles):
+                    out.append((issue, kernel.arch.name))
+        return out
+
+
+@cache
+def load_registry(path: Path = REGISTRY) -> Registry:
+    """The registry; one-line UserErrors for unknown keys, bad regexes, bad version ranges and
+    titles registered twice."""
+    data = load_toml(path, "known-issues registry")
+    reject_unknown(data, ("issue",), f"known-issues registry {path}")
+    issues = []
+    for i, entry in enumerate(data.get("issue", []), 1):
+        where = f"known-issues registry {path}: issue {i} ({entry.get('title', '?')!r})"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: write entries as [[issue]] tables")
+        reject_unknown(entry, ENTRY_KEYS, where)
+        if bool(entry.get("title")) == bool(entry.get("title_regex")):
+            raise UserError(f"{where}: give exactly one of title and title_regex")
+        for key in ("upstream", "why"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise UserError(f"{where}: {key} must be a non-empty string")
+        try:
+            regex = re.compile(entry["title_regex"]) if entry.get("title_regex") else None
+        except re.error as exc:
+            raise UserError(f"{where}: bad title_regex: {exc}") from None
+        try:
+            versions = VersionRange.parse(str(entry.get("versions", "")))
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        issues.append(
+            KnownIssue(
+                title=str(entry.get("title", "")),
+                title_regex=regex,
+                arches=tuple(entry.get("arches", ())),
+                versions=versions,
+                config=tuple(entry.get("config", ())),
+                upstream=entry["upstream"],
+                why=entry["why"],
+                evidence=str(entry.get("evidence", "")),
+            )
+        )
+    ids = [i.id for i in issues]
+    dupes = sorted({t for t in ids if ids.count(t) > 1})
+    if dupes:
+        raise UserError(f"known-issues registry {path}: registered twice: {dupes[0]!r}")
+    return Registry(tuple(issues))

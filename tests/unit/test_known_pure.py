@@ -1,0 +1,201 @@
+"""Known-issues registry, JUnit and run comparison (pure: data in, data out)."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.arch import ARM64, X86_64
+from harness.errors import UserError
+from harness.kernel.model import Kernel
+from harness.known.registry import REGISTRY, VersionRange, load_registry, parse_version
+from harness.outcome import Outcome
+from harness.report.compare import compare
+from harness.report.junit import to_junit
+from harness.result import RunResult
+from harness.run import RunReport
+from harness.splat.model import Splat
+
+POISON = "VM_BUG_ON_PAGE(PagePoisoned(page)) in clear_hwpoisoned_pages"
+
+
+def kernel(tmp_path: Path, release: str, options: str, arch: Any = X86_64) -> Kernel:
+    config = tmp_path / f"config-{release}-{arch.name}"
+    config.write_text(options)
+    return Kernel(arch, release, tmp_path, "pvh", "test", "id", config=config)
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [("6.1.0-57-amd64", (6, 1, 0)), ("6.12.117", (6, 12, 117)), ("6.1", (6, 1, 0)), ("x", None)],
+)
+def test_parse_version(text: str, version: tuple[int, int, int] | None) -> None:
+    assert parse_version(text) == version
+
+
+def test_version_range() -> None:
+    r = VersionRange.parse(">=6.1, <6.2")
+    assert r.contains((6, 1, 0)) and r.contains((6, 1, 192))
+    assert not r.contains((6, 2, 0)) and not r.contains((6, 0, 9)) and not r.contains((6, 12, 1))
+    assert VersionRange.parse("").contains((1, 0, 0))
+    with pytest.raises(UserError, match="is not like"):
+        VersionRange.parse("~6.1")
+
+
+def test_the_built_in_registry_applies_by_arch_version_and_config(tmp_path: Path) -> None:
+    registry = load_registry(REGISTRY)
+    debug = "CONFIG_DEBUG_VM=y\nCONFIG_DEBUG_VM_PGFLAGS=y\nCONFIG_MEMORY_FAILURE=y\n"
+    debug += "CONFIG_MEMORY_HOTREMOVE=y\n"
+    assert registry.known(POISON, kernel(tmp_path, "6.1.192", debug)) is not None
+    # the same title on a kernel without DEBUG_VM cannot be this entry: it is new
+    assert registry.known(POISON, kernel(tmp_path, "6.1.192", "CONFIG_MEMORY_FAILURE=y\n")) is None
+    # nor on another series
+    assert registry.known(POISON, kernel(tmp_path, "6.12.117", debug)) is None
+    arm = "BUG: unable to handle kernel paging request in free_hotplug_page_range"
+    assert registry.known(arm, kernel(tmp_path, "6.1.192", "CONFIG_ZONE_DEVICE=y\n")) is None
+    assert registry.known(arm, kernel(tmp_path, "6.1.192", "CONFIG_ZONE_DEVICE=y\n", ARM64))
+
+
+def test_possibly_fixed(tmp_path: Path) -> None:
+    registry = load_registry(REGISTRY)
+    debug = "CONFIG_DEBUG_VM=y\nCONFIG_DEBUG_VM_PGFLAGS=y\nCONFIG_MEMORY_FAILURE=y\n"
+    debug += "CONFIG_MEMORY_HOTREMOVE=y\n"
+    k = kernel(tmp_path, "6.1.192", debug)
+    assert [i.title for i, _ in registry.possibly_fixed([k], [])] == [POISON]
+    assert registry.possibly_fixed([k], [("x86_64", POISON)]) == []
+    assert registry.possibly_fixed([k], [("arm64", POISON)]) != []  # another arch's splat
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[[issue]]\ntitle = "x"\nupstream = "u"\nwhy = "w"\ntitel = "y"\n', "unknown key 'titel'"),
+        ('[[issue]]\ntitle_regex = "("\nupstream = "u"\nwhy = "w"\n', "bad title_regex"),
+        ('[[issue]]\ntitle = "x"\nupstream = "u"\nwhy = "w"\n' * 2, "registered twice: 'x'"),
+        ('[[issue]]\ntitle = "x"\nupstream = "u"\n', "why must be a non-empty string"),
+        ('[[issue]]\ntitle = "x"\nupstream = "u"\nwhy = "w"\nversions = "6.1"\n', "is not like"),
+        ('[[issue]]\nupstream = "u"\nwhy = "w"\n', "exactly one of title and title_regex"),
+        ("[issues]\n", "unknown key 'issues'"),
+    ],
+)
+def test_bad_registries_are_one_line(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=needle) as caught:
+        load_registry.__wrapped__(path)
+    assert "\n" not in str(caught.value)
+
+
+def run_result(
+    name: str, outcome: Outcome, titles: tuple[str, ...] = (), known: tuple[str, ...] = ()
+) -> RunResult:
+    entry = {"title": "", "upstream": "not reported", "why": "w"}
+    details = {
+        "failures": [],
+        "splat_classes": [
+            {
+                "title": t,
+                "scenario_known_bug": False,
+                "known_issue": {**entry, "title": t} if t in known else None,
+            }
+            for t in titles
+        ],
+    }
+    splats = [Splat(t, "BUG", None, f"{t}\nCall Trace:\n frame+0x1/0x2") for t in titles]
+    machine = {"arch": "x86_64", "kernel": {"release": "6.1.192"}, "console_tail": "log\x07"}
+    return RunResult(
+        name,
+        outcome,
+        titles[0] if titles else "ok",
+        Path("/a"),
+        machine,
+        splats,
+        [],
+        "memharness run",
+        2.0,
+        details,
+    )
+
+
+def test_junit_carries_failures_known_issues_and_skips() -> None:
+    report = RunReport(
+        results=[
+            run_result("a", Outcome.PASS),
+            run_result("b", Outcome.KERNEL_SPLAT, ("NEW BUG in x",)),
+            run_result("c", Outcome.KERNEL_SPLAT, (POISON,), (POISON,)),
+            run_result("d", Outcome.SKIPPED),
+            run_result("e", Outcome.INFRA_ERROR),
+        ],
+        kernels={"x86_64": {"release": "6.1.192", "origin": "built"}},
+        catalogue={"sha256": "abc"},
+    )
+    suite = ET.fromstring(to_junit(report))
+    assert suite.attrib["tests"] == "5" and suite.attrib["failures"] == "1"
+    assert suite.attrib["errors"] == "1"
+    cases = {c.attrib["name"]: c for c in suite.iter("testcase")}
+    failure = cases["b"].find("failure")
+    assert failure is not None and failure.attrib["message"] == "NEW BUG in x"
+    assert "Call Trace" in (failure.text or "")
+    skipped = cases["c"].find("skipped")
+    assert skipped is not None and POISON in skipped.attrib["message"]
+    assert "not reported" in skipped.attrib["message"]
+    assert cases["d"].find("skipped") is not None and cases["e"].find("error") is not None
+    assert cases["a"].find("failure") is None and cases["a"].find("skipped") is None
+    out = cases["a"].find("system-out")
+    assert out is not None and out.text == "log\ufffd"  # no control characters in XML
+    props = {p.attrib["name"]: p.attrib["value"] for p in suite.find("properties") or []}
+    assert props["kernel.x86_64"] == "6.1.192"
+
+
+def run_json(rows: list[tuple[str, str, str, list[str]]], sha: str = "s") -> dict[str, Any]:
+    """(scenario, outcome, verdict, new titles) rows as `run --json` writes them."""
+    return {
+        "catalogue": {"sha256": sha},
+        "results": [
+            {
+                "scenario": n,
+                "arch": "x86_64",
+                "outcome": o,
+                "verdict": v,
+                "reason": "r",
+                "new_splats": t,
+                "known_issues": [POISON] if v == "known issue" else [],
+            }
+            for n, o, v, t in rows
+        ],
+    }
+
+
+def test_compare_categories() -> None:
+    old = run_json(
+        [
+            ("a", "pass", "passed", []),
+            ("b", "kernel-splat", "failed", ["X"]),
+            ("c", "kernel-splat", "failed", ["Y"]),
+            ("d", "pass", "passed", []),
+            ("e", "pass", "passed", []),
+        ]
+    )
+    new = run_json(
+        [
+            ("a", "kernel-splat", "failed", ["Z"]),
+            ("b", "kernel-splat", "failed", ["X"]),
+            ("c", "pass", "passed", []),
+            ("d", "hang", "failed", []),
+            ("e", "kernel-splat", "known issue", []),
+        ]
+    )
+    out = compare(old, new)
+    assert [(i["scenario"], i["what"]) for i in out["new"]] == [("a", "Z")]
+    assert [i["scenario"] for i in out["still_failing"]] == ["b"]
+    assert [i["scenario"] for i in out["fixed"]] == ["c"]
+    assert [i["scenario"] for i in out["flaky"]] == ["d"]
+    assert [(i["scenario"], i["what"]) for i in out["known"]] == [("e", POISON)]
+    assert json.dumps(out)
+
+
+def test_compare_refuses_other_catalogues() -> None:
+    with pytest.raises(UserError, match="different catalogues"):
+        compare(run_json([], "one"), run_json([], "two"))
