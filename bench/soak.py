@@ -42,7 +42,8 @@ def qemus(marker: str) -> int:
 
 
 def temp_entries() -> set[str]:
-    return set(os.listdir(tempfile.gettempdir()))
+    """memharness's own entries in the temp directory (other processes' are not ours)."""
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(PREFIX)}
 
 
 def main() -> int:
