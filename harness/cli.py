@@ -499,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME|PATH",
         help="kconfigs/ topic or fragment file (repeatable; default: "
-        "zone-device, hotplug, memory-failure, debug-vm)",
+        "zone-device, hotplug, memory-failure, debug-vm, memcg)",
     )
     build.add_argument(
         "--config-only", action="store_true", help="stop after the validated .config"

@@ -28,7 +28,7 @@ from harness.kernel.model import Kernel
 from harness.kernel.source import Source
 from harness.paths import KCONFIGS, cache_root
 
-DEFAULT_FRAGMENTS = ("zone-device", "hotplug", "memory-failure", "debug-vm")
+DEFAULT_FRAGMENTS = ("zone-device", "hotplug", "memory-failure", "debug-vm", "memcg")
 BUILD_TIMEOUT = 4 * 3600.0
 log = logging.getLogger(__name__)
 HOST_TOOLS = {"make": "make", "bc": "bc", "bison": "bison", "flex": "flex", "perl": "perl"}

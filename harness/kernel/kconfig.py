@@ -29,18 +29,21 @@ def normalise(option: str) -> str:
     return option if option.startswith("CONFIG_") else f"CONFIG_{option}"
 
 
+DEFAULT_ACCEPTED = ("y", "m")
+
+
 @dataclass(frozen=True)
 class Requirement:
     """An option and the values that satisfy it ('y', 'm' or a literal)."""
 
     option: str
-    accepted: tuple[str, ...] = ("y", "m")
+    accepted: tuple[str, ...] = DEFAULT_ACCEPTED
 
     @classmethod
     def parse(cls, spec: str) -> "Requirement":
         """'ZONE_DEVICE' → y or m; 'DEBUG_VM=y' → y only; 'X86_PMEM_LEGACY=m|y' → m or y."""
         name, _, value = spec.partition("=")
-        accepted = tuple(value.split("|")) if value else ("y", "m")
+        accepted = tuple(value.split("|")) if value else DEFAULT_ACCEPTED
         return cls(normalise(name.strip()), accepted)
 
     def satisfied_by(self, options: Mapping[str, str]) -> bool:

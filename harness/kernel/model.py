@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.arch import ArchProfile, get_arch
 from harness.errors import UserError
-from harness.kernel.kconfig import Requirement, missing, parse_config
+from harness.kernel.kconfig import DEFAULT_ACCEPTED, Requirement, missing, parse_config
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,11 @@ class Kernel:
         return missing(options, parsed)
 
     def missing_options(self, required: Iterable[str]) -> list[str]:
-        """The option names of ``unmet`` (for skip reasons: 'kernel lacks CONFIG_X')."""
-        return [r.option for r in self.unmet(required)]
+        """``unmet`` for skip reasons: 'CONFIG_X' when the option is simply absent,
+        'CONFIG_X=n' (and the like) when a particular value was asked for."""
+        return [
+            r.option if r.accepted == DEFAULT_ACCEPTED else str(r) for r in self.unmet(required)
+        ]
 
     def check_requirements(self, required: Iterable["str | Requirement"], purpose: str) -> None:
         """Refuses, in one line, a kernel that lacks options ``purpose`` needs."""

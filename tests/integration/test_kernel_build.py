@@ -121,12 +121,6 @@ PAGE_POISONED = "VM_BUG_ON_PAGE(PagePoisoned(page)) in clear_hwpoisoned_pages"
 KNOWN_BUGS = [
     ("x86_64", "poison-then-teardown", PAGE_POISONED, "memunmap_pages"),
     ("arm64", "poison-then-teardown-arm64", PAGE_POISONED, "memunmap_pages"),
-    (
-        "arm64",
-        "dt-teardown-arm64",
-        "BUG: unable to handle kernel paging request in free_hotplug_page_range",
-        "memunmap_pages",
-    ),
     ("x86_64", "dimm-soft-offline-unplug", PAGE_POISONED, "acpi_memory_device_remove"),
     ("arm64", "dimm-soft-offline-unplug-arm64", PAGE_POISONED, "acpi_memory_device_remove"),
 ]

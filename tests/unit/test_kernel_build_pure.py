@@ -31,6 +31,7 @@ def test_default_fragments_with_arch_parts() -> None:
         "memory-failure.config",
         "x86_64/memory-failure.config",
         "debug-vm.config",
+        "memcg.config",
     ]
     arm = [p.relative_to(KCONFIGS).as_posix() for p in fragment_files(["hotplug"], ARM64)]
     assert arm == ["base.config", "arm64/base.config", "hotplug.config", "arm64/hotplug.config"]
