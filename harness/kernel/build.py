@@ -30,6 +30,13 @@ from harness.paths import KCONFIGS, cache_root
 
 DEFAULT_FRAGMENTS = ("zone-device", "hotplug", "memory-failure", "debug-vm", "memcg")
 BUILD_TIMEOUT = 4 * 3600.0
+BUILD_PREFIX = "mh-build-"  # build directories inside trees memharness owns
+
+
+def ccache_env() -> dict[str, str]:
+    """The environment of a build: ccache must not hash the working directory (the build
+    directory's path), so that relative compile commands hit across trees."""
+    return {**os.environ, "CCACHE_NOHASHDIR": "1"}
 log = logging.getLogger(__name__)
 HOST_TOOLS = {"make": "make", "bc": "bc", "bison": "bison", "flex": "flex", "perl": "perl"}
 
@@ -54,10 +61,19 @@ class BuildRequest:
 
     @property
     def directory(self) -> Path:
-        """The O= directory: stable per user tree (incremental), per version otherwise."""
+        """The O= directory: stable per user tree (incremental), per version otherwise.
+
+        A tree memharness owns (Debian's source, an exported commit) is built in a direct
+        subdirectory of itself: kbuild then calls the source tree ``..`` and every path in a
+        compile command is relative, so ccache hits for the same code in another tree (the
+        next commit of a bisect, a patched copy).  A user's own tree is never written to: its
+        build directory lives in the cache, with absolute paths."""
         where = str(self.source.path) if self.source.user_tree else self.source.identity
         names = [f.name for f in self.fragments]
-        return cache_root() / "builds" / f"{self.arch.name}-{digest(where, names)[:16]}"
+        name = f"{self.arch.name}-{digest(where, names)[:16]}"
+        if self.source.user_tree:
+            return cache_root() / "builds" / name
+        return self.source.path / f"{BUILD_PREFIX}{name}"
 
 
 def fragment_files(names: list[str], arch: ArchProfile) -> tuple[Path, ...]:
@@ -145,7 +161,7 @@ def configure(request: BuildRequest, variables: list[str]) -> dict[str, str]:
     out = request.directory
     out.mkdir(parents=True, exist_ok=True)
     make = ["make", "-C", str(request.source.path), f"O={out}", *variables]
-    proc.run([*make, "tinyconfig"], timeout=600, what="make tinyconfig")
+    proc.run([*make, "tinyconfig"], timeout=600, what="make tinyconfig", env=ccache_env())
     merge = request.source.path / "scripts" / "kconfig" / "merge_config.sh"
     env = dict(os.environ)
     for variable in variables:
@@ -167,7 +183,7 @@ def configure(request: BuildRequest, variables: list[str]) -> dict[str, str]:
         env=env,
         what="merge_config.sh",
     )
-    proc.run([*make, "olddefconfig"], timeout=600, what="make olddefconfig")
+    proc.run([*make, "olddefconfig"], timeout=600, what="make olddefconfig", env=ccache_env())
     config = parse_config((out / ".config").read_text())
     wanted = [r for f in request.fragments for r in fragment_requirements(f.read_text())]
     dropped = missing(config, wanted)
@@ -261,7 +277,7 @@ def _make(argv: list[str], log: Path, arch: ArchProfile) -> None:
     """Runs the build with its output in build.log and a progress line every 30 s."""
     start = time.monotonic()
     with log.open("w") as out:
-        child = proc.spawn(argv, stdout=out.fileno(), stderr=subprocess.STDOUT)
+        child = proc.spawn(argv, stdout=out.fileno(), stderr=subprocess.STDOUT, env=ccache_env())
         try:
             while True:
                 try:
