@@ -250,7 +250,7 @@ def classify(
     entry), or new."""
     out = []
     for splat in splats:
-        entry = registry.known(splat.title, kernel)
+        entry = registry.known(splat, kernel)
         out.append(
             {
                 "title": splat.title,
@@ -430,7 +430,7 @@ def run_selection(
         report.not_run = names(selection.scenarios[i:])
         break
     if request.scenarios is None and report.interrupted is None:
-        seen = [(r.machine["arch"], s.title) for r in report.results for s in r.splats]
+        seen = [(r.machine["arch"], s) for r in report.results for s in r.splats]
         kernels = [k for k, _ in selection.prepared.values()]
         report.possibly_fixed = [
             {**issue.to_json(), "arch": arch}

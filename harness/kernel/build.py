@@ -37,6 +37,8 @@ def ccache_env() -> dict[str, str]:
     """The environment of a build: ccache must not hash the working directory (the build
     directory's path), so that relative compile commands hit across trees."""
     return {**os.environ, "CCACHE_NOHASHDIR": "1"}
+
+
 log = logging.getLogger(__name__)
 HOST_TOOLS = {"make": "make", "bc": "bc", "bison": "bison", "flex": "flex", "perl": "perl"}
 

@@ -19,9 +19,21 @@ from typing import Any
 from harness.datafile import load_toml, reject_unknown
 from harness.errors import UserError
 from harness.kernel.model import Kernel
+from harness.splat.model import Splat
 
 REGISTRY = Path(__file__).with_name("registry.toml")
-ENTRY_KEYS = ("title", "title_regex", "arches", "versions", "config", "upstream", "why", "evidence")
+ENTRY_KEYS = (
+    "name",
+    "title",
+    "title_regex",
+    "text_regex",
+    "arches",
+    "versions",
+    "config",
+    "upstream",
+    "why",
+    "evidence",
+)
 _VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
 _BOUND = re.compile(r"^\s*(>=|<=|<|>|==)\s*(\d+(?:\.\d+){0,2})\s*$")
 
@@ -72,21 +84,37 @@ class VersionRange:
 class KnownIssue:
     title: str  # the sanitised splat title, as memharness prints it
     title_regex: Pattern[str] | None  # or a pattern, for titles that vary
+    text_regex: Pattern[str] | None  # and, optionally, the report's own signature
     arches: tuple[str, ...]  # empty: every arch
     versions: VersionRange
     config: tuple[str, ...]  # options the kernel needs for the splat to fire
     upstream: str  # fix commit, thread, or "not reported"
     why: str  # one sentence: what the bug is
     evidence: str = ""  # where it was seen, how it was classified
+    name: str = ""  # how reports call it (default: the title or its pattern)
 
     @property
     def id(self) -> str:
-        return self.title or (self.title_regex.pattern if self.title_regex else "")
+        return self.name or self.title or (self.title_regex.pattern if self.title_regex else "")
 
-    def matches(self, title: str) -> bool:
+    @property
+    def signature(self) -> tuple[str, str, str]:
+        """What it matches on: two entries with the same signature are one entry twice."""
+        return (
+            self.title,
+            self.title_regex.pattern if self.title_regex else "",
+            self.text_regex.pattern if self.text_regex else "",
+        )
+
+    def matches(self, splat: Splat) -> bool:
+        """The title (exact or pattern) and, when given, the report's text: a bug whose
+        faulting function varies with whoever touches the memory first is recognised by its
+        fault (e.g. a level 1 translation fault with pud=0), not by a list of functions."""
         if self.title_regex is not None:
-            return bool(self.title_regex.search(title))
-        return title == self.title
+            titled = bool(self.title_regex.search(splat.title))
+        else:
+            titled = splat.title == self.title
+        return titled and (self.text_regex is None or bool(self.text_regex.search(splat.text)))
 
     def applies_to(self, kernel: Kernel) -> str | None:
         """None when the entry applies to ``kernel``, else why not (for 'not applicable')."""
@@ -115,26 +143,26 @@ class KnownIssue:
 class Registry:
     issues: tuple[KnownIssue, ...]
 
-    def known(self, title: str, kernel: Kernel) -> KnownIssue | None:
-        """The entry that makes ``title`` a known issue on ``kernel``, if any."""
+    def known(self, splat: Splat, kernel: Kernel) -> KnownIssue | None:
+        """The entry that makes ``splat`` a known issue on ``kernel``, if any."""
         return next(
-            (i for i in self.issues if i.matches(title) and i.applies_to(kernel) is None), None
+            (i for i in self.issues if i.matches(splat) and i.applies_to(kernel) is None), None
         )
 
     def applicable(self, kernel: Kernel) -> list[KnownIssue]:
         return [i for i in self.issues if i.applies_to(kernel) is None]
 
     def possibly_fixed(
-        self, kernels: Iterable[Kernel], seen: Iterable[tuple[str, str]]
+        self, kernels: Iterable[Kernel], seen: Iterable[tuple[str, Splat]]
     ) -> list[tuple[KnownIssue, str]]:
         """Entries that apply to a kernel of the run but matched no splat on it: (entry, arch).
-        ``seen`` holds (arch, title) of every splat of the run."""
-        met = set(seen)
+        ``seen`` holds (arch, splat) of every splat of the run."""
+        met = list(seen)
         out = []
         for kernel in kernels:
-            titles = [t for a, t in met if a == kernel.arch.name]
+            splats = [s for a, s in met if a == kernel.arch.name]
             for issue in self.applicable(kernel):
-                if not any(issue.matches(t) for t in titles):
+                if not any(issue.matches(s) for s in splats):
                     out.append((issue, kernel.arch.name))
         return out
 
@@ -158,8 +186,9 @@ def load_registry(path: Path = REGISTRY) -> Registry:
                 raise UserError(f"{where}: {key} must be a non-empty string")
         try:
             regex = re.compile(entry["title_regex"]) if entry.get("title_regex") else None
+            text = re.compile(entry["text_regex"]) if entry.get("text_regex") else None
         except re.error as exc:
-            raise UserError(f"{where}: bad title_regex: {exc}") from None
+            raise UserError(f"{where}: bad regex {exc.pattern!r}: {exc}") from None
         try:
             versions = VersionRange.parse(str(entry.get("versions", "")))
         except UserError as exc:
@@ -168,16 +197,19 @@ def load_registry(path: Path = REGISTRY) -> Registry:
             KnownIssue(
                 title=str(entry.get("title", "")),
                 title_regex=regex,
+                text_regex=text,
                 arches=tuple(entry.get("arches", ())),
                 versions=versions,
                 config=tuple(entry.get("config", ())),
                 upstream=entry["upstream"],
                 why=entry["why"],
                 evidence=str(entry.get("evidence", "")),
+                name=str(entry.get("name", "")),
             )
         )
-    ids = [i.id for i in issues]
-    dupes = sorted({t for t in ids if ids.count(t) > 1})
-    if dupes:
-        raise UserError(f"known-issues registry {path}: registered twice: {dupes[0]!r}")
+    for field in ("id", "signature"):
+        keys = [getattr(i, field) for i in issues]
+        dupes = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise UserError(f"known-issues registry {path}: registered twice: {dupes[0]}")
     return Registry(tuple(issues))
