@@ -66,10 +66,10 @@ def compare(
         key = (row["scenario"], row["arch"])
         prev = before.get(key)
         entry = {"scenario": row["scenario"], "arch": row["arch"]}
-        for title in row.get("known_issues", []):
-            out["known"].append({**entry, "what": title})
+        known = list(row.get("known_issues", []))
         if row["verdict"] == "known bug (expected)" and row.get("known_bug"):
-            out["known"].append({**entry, "what": row["known_bug"]})
+            known.append(row["known_bug"])
+        out["known"] += [{**entry, "what": title} for title in dict.fromkeys(known)]
         if row["outcome"] in ENVIRONMENT or (prev and prev["outcome"] in ENVIRONMENT):
             if row["verdict"] in FAILING or (prev and prev["verdict"] in FAILING):
                 out["flaky"].append({**entry, "what": f"{row['outcome']}: {row['reason']}"})

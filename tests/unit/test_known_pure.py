@@ -237,6 +237,22 @@ def test_compare_categories() -> None:
     assert json.dumps(out)
 
 
+def test_compare_lists_a_known_title_once() -> None:
+    """A scenario's own known bug that is also a registered known issue is one known item."""
+    row = {
+        "scenario": "p",
+        "arch": "arm64",
+        "outcome": "kernel-splat",
+        "reason": POISON,
+        "verdict": "known bug (expected)",
+        "known_bug": POISON,
+        "new_splats": [],
+        "known_issues": [POISON],
+    }
+    run = {"catalogue": {"sha256": "s"}, "results": [row]}
+    assert compare(run, run)["known"] == [{"scenario": "p", "arch": "arm64", "what": POISON}]
+
+
 def test_compare_refuses_other_catalogues() -> None:
     with pytest.raises(UserError, match="different catalogues"):
         compare(run_json([], "one"), run_json([], "two"))
