@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import log as logsetup
 from harness import proc
@@ -27,6 +27,10 @@ from harness.catalogue.model import CATALOGUE
 from harness.errors import InfraError, UserError
 from harness.known.registry import REGISTRY
 from harness.outcome import BISECT_EXIT, Outcome
+
+if TYPE_CHECKING:
+    from harness.result import RunResult
+    from harness.vm.channel import CommandResult
 
 DEFAULT_ARTIFACTS = Path(os.environ.get("MEMHARNESS_ARTIFACTS", "memharness-artifacts"))
 MAX_SECONDS = 7 * 24 * 3600.0  # a week: anything longer is a typo, not a plan
@@ -141,7 +145,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def cmd_boot(args: argparse.Namespace) -> int:
     from harness.kernel.resolve import spec_for_arch
-    from harness.session import BootInterrupted, boot_and_run
+    from harness.result import RunInterrupted
+    from harness.session import boot_and_run
 
     argv = list(args.command) if args.command else ["uname", "-a"]
     arch = get_arch(args.arch)
@@ -156,7 +161,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
             accel=args.accel,
             boot_timeout=args.boot_timeout,
         )
-    except BootInterrupted as stop:
+    except RunInterrupted as stop:
         with proc.shielded():
             _render_boot(args, stop.result, None)
         return stop.signal.exit_code
@@ -168,7 +173,9 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return BISECT_EXIT[result.outcome]
 
 
-def _render_boot(args: argparse.Namespace, result: Any, cmd_result: Any) -> None:
+def _render_boot(
+    args: argparse.Namespace, result: "RunResult", cmd_result: "CommandResult | None"
+) -> None:
     from harness.session import boot_json
 
     if args.json:

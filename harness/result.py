@@ -7,10 +7,12 @@ record feeds the CLI, the pytest plugin and the reports.
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import proc
 from harness.errors import InfraError
 from harness.outcome import Outcome, decide
 from harness.splat import Splat
@@ -178,3 +180,24 @@ def unstarted_result(
     )
     write_result(result)
     return result
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A signal stopped a run; ``result`` is its record (outcome ``interrupted``), already
+    written to its artifacts directory."""
+
+    def __init__(self, result: RunResult, signal: proc.Interrupted) -> None:
+        super().__init__(str(signal))
+        self.result = result
+        self.signal = signal
+
+
+def record_interruption(
+    exc: KeyboardInterrupt, write: Callable[[tuple[Outcome, str]], RunResult]
+) -> RunInterrupted:
+    """Writes the interrupted run's record (``write`` gets the outcome override) with further
+    signals held until it is on disk; returns what the caller raises."""
+    signal = proc.as_interrupted(exc)
+    with proc.shielded():
+        result = write((Outcome.INTERRUPTED, f"interrupted by {signal.name}"))
+    return RunInterrupted(result, signal)

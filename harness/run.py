@@ -34,22 +34,18 @@ from harness.known.registry import REGISTRY, Registry, load_registry
 from harness.layout.planner import Plan, plan, render
 from harness.outcome import Facts, Outcome, decide
 from harness.qemu.argv import machine_args
-from harness.result import RunResult, finish_run, unstarted_result
+from harness.result import (
+    RunInterrupted,
+    RunResult,
+    finish_run,
+    record_interruption,
+    unstarted_result,
+)
 from harness.session import prepare, reproducer
 from harness.splat import Splat
 from harness.splat.parser import dedupe
 from harness.vm.dtb import dtb_with_nodes
 from harness.vm.machine import VM, VMOptions, require_qemu
-
-
-class ScenarioInterrupted(KeyboardInterrupt):
-    """A signal stopped a scenario; ``result`` is its record (outcome ``interrupted``),
-    already written to its artifacts directory."""
-
-    def __init__(self, result: RunResult, signal: proc.Interrupted) -> None:
-        super().__init__(str(signal))
-        self.result = result
-        self.signal = signal
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,7 @@ def run_scenario(
     """One scenario on one kernel: skip it loudly, or boot (once per phase, see
     ``boots_for``), play it and decide one outcome; every splat is classified against the
     known-issues registry (default: the built-in one).  A signal ends it as ``interrupted``
-    with its record written (``ScenarioInterrupted``)."""
+    with its record written (``RunInterrupted``)."""
     repro = reproducer("run", kernel.arch, kernel_spec, "--scenario", scenario.name)
     artifacts = artifacts_dir(artifacts_root, scenario.name, kernel.arch.name)
     started = time.monotonic()
@@ -168,17 +164,14 @@ def run_scenario(
                     except InfraError as exc:  # this scenario's infrastructure, not the run's
                         vm.state.infra = vm.state.infra or str(exc)
     except KeyboardInterrupt as exc:
-        signal = proc.as_interrupted(exc)
-        with proc.shielded():
-            override = (Outcome.INTERRUPTED, f"interrupted by {signal.name}")
+
+        def write(override: tuple[Outcome, str]) -> RunResult:
+            if not vms:
+                return unstarted_result(scenario.name, kernel, *override, repro, artifacts)
             details = combine_details(scenario, runs, skipped)
-            if vms:
-                result = finish_run(
-                    vms, scenario.name, repro, started, details, override, artifacts
-                )
-            else:
-                result = unstarted_result(scenario.name, kernel, *override, repro, artifacts)
-        raise ScenarioInterrupted(result, signal) from None
+            return finish_run(vms, scenario.name, repro, started, details, override, artifacts)
+
+        raise record_interruption(exc, write) from None
     known = registry if registry is not None else load_registry()
     return _decide_scenario(scenario, kernel, known, vms, runs, skipped, repro, started, artifacts)
 
@@ -228,11 +221,12 @@ def _decide_scenario(
     if scenario.known_bug:
         details["known_bug"] = scenario.known_bug
         details["known_bug_reproduced"] = any(s.title == scenario.known_bug for s in splats)
-    details["splat_classes"] = classify(dedupe(splats), scenario, kernel, registry)
+    unique = dedupe(splats)
+    details["splat_classes"] = classify(unique, scenario, kernel, registry)
     facts = [vm.facts() for vm in vms]
     failures = details["failures"]
     merged = Facts(
-        splats=tuple(dedupe(splats)),
+        splats=tuple(unique),
         hang=next((f.hang for f in facts if f.hang), None),
         infra=next((f.infra for f in facts if f.infra), None),
         failed_command=next((f.failed_command for f in facts if f.failed_command), None)
@@ -418,7 +412,7 @@ def run_selection(
                 spec_for_arch(list(request.kernels), kernel.arch),
                 selection.registry,
             )
-        except ScenarioInterrupted as stop:
+        except RunInterrupted as stop:
             report.results.append(stop.result)
             report.interrupted = stop.signal
         except KeyboardInterrupt as exc:  # between scenarios

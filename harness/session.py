@@ -10,14 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import proc
 from harness.arch import ArchProfile
 from harness.artifacts import artifacts_dir
 from harness.image.builder import GuestImage, build_guest_image
 from harness.kernel.model import Kernel
 from harness.kernel.resolve import resolve_kernel
-from harness.outcome import Outcome
-from harness.result import RunResult, bytes_json, finish_run
+from harness.result import RunResult, bytes_json, finish_run, record_interruption
 from harness.vm.channel import CommandResult, argv_script
 from harness.vm.machine import VM, VMOptions, require_qemu
 
@@ -53,7 +51,7 @@ def boot_and_run(
 ) -> tuple[RunResult, CommandResult | None]:
     """Boots, runs ``argv`` once (exactly as exec would get it), stops; returns the run and the
     command's result.  A signal stops QEMU and still writes the run's record, with outcome
-    ``interrupted`` (``BootInterrupted`` carries it)."""
+    ``interrupted`` (``RunInterrupted`` carries it)."""
     kernel, image = prepare(arch, kernel_spec, modules)
     started = time.monotonic()
     artifacts = artifacts_dir(artifacts_root, "boot", arch.name)
@@ -66,21 +64,10 @@ def boot_and_run(
             if vm.ready:
                 cmd_result = vm.run(argv_script(argv), timeout=timeout)
     except KeyboardInterrupt as exc:
-        signal = proc.as_interrupted(exc)
-        with proc.shielded():
-            override = (Outcome.INTERRUPTED, f"interrupted by {signal.name}")
-            result = finish_run(vm, "boot", repro, started, override=override)
-        raise BootInterrupted(result, signal) from None
+        raise record_interruption(
+            exc, lambda override: finish_run(vm, "boot", repro, started, override=override)
+        ) from None
     return finish_run(vm, "boot", repro, started), cmd_result
-
-
-class BootInterrupted(KeyboardInterrupt):
-    """A signal stopped ``memharness boot``; ``result`` is the run's written record."""
-
-    def __init__(self, result: RunResult, signal: proc.Interrupted) -> None:
-        super().__init__(str(signal))
-        self.result = result
-        self.signal = signal
 
 
 def boot_json(result: RunResult, cmd_result: CommandResult | None) -> dict[str, Any]:

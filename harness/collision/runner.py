@@ -21,6 +21,7 @@ NAMESPACE = "namespace0.0"
 DEVICE_IOMEM_NAMES = ("Persistent Memory", "pmem", "namespace", "dax")  # what claims pmem
 PMEM_DRIVERS = ("nd_pmem", "dax_pmem", "device_dax")  # bind namespaces: loaded after seeding
 POISON_STRIDE = 4096  # a handful of pages per section is enough to leave poison behind
+RACE_WALKERS = ("kpageflags", "soft-offline")  # what guest-scripts/mh-race can run
 
 
 class CollisionSpec(Named, Protocol):
@@ -71,12 +72,11 @@ class CollisionRun(GuestSteps):
         kernel: Kernel,
         vm: VM,
         layout_plan: Plan,
-        seeded: Mode | None = None,
         phase: Phase | None = None,
     ) -> None:
         super().__init__(scenario, kernel, vm)
         self.spec = scenario
-        self.phase = phase or Phase("all", seeded=seeded)
+        self.phase = phase or Phase("all")
         self.seeded = self.phase.seeded  # one mode per boot, configured before drivers bind
         self.plan = layout_plan
 
@@ -278,14 +278,17 @@ class CollisionRun(GuestSteps):
                         )
 
     def _racing(self, command: str) -> str:
-        """``command`` with walkers looping over the first shared section while it runs (in
-        the main phase only those that leave nothing behind)."""
+        """``command`` with walkers looping over the first shared section while it runs.  In
+        a phased scenario only walkers that leave nothing behind race a reconfiguration: the
+        poisoning ones come after the last one."""
         section = next((s for s in self.plan.sections if s.collides), None)
-        if section is None or not {"kpageflags", "soft-offline"} <= set(self.walkers):
+        racers = [w for w in RACE_WALKERS if w in self.walkers]
+        if self.phase.kind != "all":
+            racers = [w for w in racers if not walk.WALKERS[w].poisons]
+        if section is None or not racers:
             return command
-        racers = "kpageflags" if self.phase.kind == "main" else "kpageflags soft-offline"
         start, count = section.start // 4096, self.plan.section_size // 4096
-        return f"MH_RACE_WALKERS='{racers}' mh-race {start} {count} {command}"
+        return f"MH_RACE_WALKERS='{' '.join(racers)}' mh-race {start} {count} {command}"
 
     def _race_count(self, step: StepRecord) -> int | None:
         out = self._guest(step, "cat /tmp/mh-race.json 2>/dev/null || echo '{}'")

@@ -72,8 +72,6 @@ def test_only_the_planted_title_is_new(planted_repo: Path, tmp_path: Path) -> No
     arch = get_arch("x86_64")
     clean = build_kernel(arch, debian_source(), list(DEFAULT_FRAGMENTS))
     planted = build_kernel(arch, user_source(planted_repo, "HEAD"), list(DEFAULT_FRAGMENTS))
-    log = (planted / "build.log").read_text()
-    compiled = sum(1 for ln in log.splitlines() if ln.startswith("  CC"))
     reports = {}
     for name, build in (("clean", clean), ("planted", planted)):
         reports[name] = tmp_path / f"{name}.json"
@@ -106,5 +104,5 @@ def test_only_the_planted_title_is_new(planted_repo: Path, tmp_path: Path) -> No
     assert {i["what"] for i in result["new"]} == {title}, result
     assert "legacy-lower-half" in {i["scenario"] for i in result["new"]}
     assert result["known"], "known issues stay known, not new"
-    # ccache across trees: the exported commit is built with relative paths.
-    assert compiled > 0
+    # the exported commit is built inside its own tree (relative paths: ccache stays warm)
+    assert planted.parent == user_source(planted_repo, "HEAD").path
