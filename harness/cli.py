@@ -25,6 +25,7 @@ from harness import proc
 from harness.arch import ARCHES, get_arch, parse_arches
 from harness.catalogue.model import CATALOGUE
 from harness.errors import InfraError, UserError
+from harness.kernel.build import DEFAULT_FRAGMENTS
 from harness.known.registry import REGISTRY
 from harness.outcome import BISECT_EXIT, Outcome
 
@@ -290,7 +291,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             text = summary.to_json(report, bisect=args.bisect, bisect_title=args.bisect_title)
             _write_report(args.json, text + "\n")
         if args.html:
-            _write_report(args.html, summary.to_html(report.results))
+            from harness.report import page
+
+            html_path = Path(args.html)
+            text = page.to_html(
+                report.results,
+                report.possibly_fixed,
+                page.locations(report.results),
+                html_path.resolve().parent,
+            )
+            _write_report(args.html, text)
         if args.junit:
             from harness.report.junit import to_junit
 
@@ -308,6 +318,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare(old, new, args.old, args.new)
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 1 if result["new"] else 0
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    """Bisects by one splat title; 0 when one commit is named, 1 when only a range is, 2 for
+    bad input (endpoints that do not behave as claimed included)."""
+    from harness.bisect import report
+    from harness.bisect.driver import Bisect, BisectRequest
+
+    request = BisectRequest(
+        tree=Path(args.src),
+        good=args.good,
+        bad=args.bad,
+        arch=get_arch(args.arch),
+        scenarios=args.scenario,
+        fragments=tuple(args.fragment or DEFAULT_FRAGMENTS),
+        artifacts=args.artifacts,
+        title=args.title,
+        runs=args.runs,
+        max_skips=args.max_skips,
+        accel=args.accel,
+        catalogue=args.catalogue,
+        registry=args.registry,
+    )
+    result = Bisect(request, progress=lambda m: log.info("%s", m)).run()
+    with proc.shielded():
+        print(report.text(result))
+        if args.json:
+            _write_report(args.json, report.to_json(result) + "\n")
+        if args.html:
+            _write_report(args.html, report.to_html(result))
+    return result.exit_code
 
 
 def _write_report(name: str, text: str) -> None:
@@ -377,7 +418,7 @@ def cmd_layout(args: argparse.Namespace) -> int:
 
 
 def cmd_kernel_build(args: argparse.Namespace) -> int:
-    from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel, check_host, fragment_files
+    from harness.kernel.build import build_kernel, check_host, fragment_files
     from harness.kernel.source import debian_source, user_source
 
     arch = get_arch(args.arch)
@@ -506,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME|PATH",
         help="kconfigs/ topic or fragment file (repeatable; default: "
-        "zone-device, hotplug, memory-failure, debug-vm, memcg)",
+        f"{', '.join(DEFAULT_FRAGMENTS)})",
     )
     build.add_argument(
         "--config-only", action="store_true", help="stop after the validated .config"
@@ -514,11 +555,71 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--jobs", type=count(1, 4096), help="make -j (default: the core count)")
     build.set_defaults(func=cmd_kernel_build)
 
+    bis = sub.add_parser(
+        "bisect",
+        help="find the commit that introduced a splat title (git bisect in a worktree)",
+        description="Bisects a kernel git tree by one splat title: a commit is bad only when "
+        "the title reproduces; known splats are good, anything else (another new splat, a hang, "
+        "an infrastructure error, a build failure) is a skip.  The tree's checkout is never "
+        "touched: the work happens in a git worktree in the cache, built incrementally.",
+    )
+    bis.add_argument("--src", required=True, metavar="TREE", help="the kernel git tree")
+    bis.add_argument("--good", required=True, metavar="REV", help="a commit without the bug")
+    bis.add_argument("--bad", required=True, metavar="REV", help="a commit with the bug")
+    bis.add_argument("--arch", default="x86_64", help=f"one of {', '.join(ARCHES)}")
+    bis.add_argument("--scenario", required=True, help="comma-separated scenario names")
+    bis.add_argument(
+        "--title",
+        help="the splat title to follow (default: the first at --bad that --good does not show)",
+    )
+    bis.add_argument(
+        "--runs",
+        type=count(1, 1000),
+        help="runs per commit (default: from the rate measured in 3 runs at --bad, so that a "
+        "bad commit is missed with under 1%% chance)",
+    )
+    bis.add_argument(
+        "--max-skips",
+        type=count(1, 1000),
+        default=3,
+        help="skipped commits in a row before stopping with a range (default: %(default)s)",
+    )
+    bis.add_argument(
+        "--fragment",
+        action="append",
+        default=[],
+        metavar="NAME|PATH",
+        help="kconfigs/ topic or fragment file (repeatable; default: the kernel build defaults)",
+    )
+    bis.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    bis.add_argument("--html", metavar="FILE", help="also write an HTML report")
+    bis.add_argument(
+        "--registry",
+        type=Path,
+        default=REGISTRY,
+        help="known-issues registry TOML (default: the built-in one)",
+    )
+    bis.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_ARTIFACTS,
+        help="where run directories are written (default: %(default)s)",
+    )
+    bis.add_argument(
+        "--accel",
+        default=os.environ.get("MEMHARNESS_ACCEL", "tcg"),
+        choices=("tcg", "kvm", "auto"),
+        help="tcg (default), kvm, or auto",
+    )
+    _add_catalogue(bis)
+    bis.set_defaults(func=cmd_bisect)
+
     update = sub.add_parser("update", help="refresh the Debian package lists in the cache")
     update.add_argument("--arch", default=",".join(ARCHES))
     update.set_defaults(func=cmd_update)
 
-    for p in (parser, boot, splats, run, comp, clean, scenarios, layout, build, update):
+    for p in (parser, boot, splats, run, comp, bis, clean, scenarios, layout, build, update):
         _add_verbosity(p)
     return parser
 

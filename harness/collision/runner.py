@@ -379,4 +379,5 @@ class CollisionRun(GuestSteps):
             **super().details(),
             "collision_sections": self.plan.collisions,
             "layout": render(self.plan),
+            "memory_map": self.plan.memory_map(),
         }

@@ -120,6 +120,24 @@ class HotplugPlan:
     uefi: bool  # boot through UEFI (ACPI on arm64)
     ports: int  # guest sessions: churn races walkers in a second one
 
+    def memory_map(self) -> dict[str, Any]:
+        """Every memory block a step touches and its predicted state after each step
+        ("" before it exists, "gone" after it was removed): the report's block picture."""
+        blocks: dict[int, list[str]] = {}
+        now: dict[int, str] = {}
+        for n, planned in enumerate(self.steps):
+            for b in planned.blocks:
+                now[b] = planned.state or now.get(b, ONLINE)
+            for b in planned.gone:
+                now[b] = "gone"
+            for b, state in now.items():
+                blocks.setdefault(b, [""] * len(self.steps))[n] = state
+        return {
+            "kind": "blocks",
+            "steps": [p.label for p in self.steps],
+            "blocks": {str(b): states for b, states in sorted(blocks.items())},
+        }
+
 
 class _Machine:
     """The machine as the steps change it."""

@@ -366,4 +366,8 @@ class HotplugRun(GuestSteps):
         return sections
 
     def details(self) -> dict[str, Any]:
-        return {**super().details(), "hotplug": [p.label for p in self.hotplug.steps]}
+        return {
+            **super().details(),
+            "hotplug": [p.label for p in self.hotplug.steps],
+            "memory_map": self.hotplug.memory_map(),
+        }

@@ -70,7 +70,10 @@ class BuildRequest:
         compile command is relative, so ccache hits for the same code in another tree (the
         next commit of a bisect, a patched copy).  A user's own tree is never written to: its
         build directory lives in the cache, with absolute paths."""
-        where = str(self.source.path) if self.source.user_tree else self.source.identity
+        if self.source.user_tree:
+            where = str(self.source.path)
+        else:
+            where = self.source.slot or self.source.identity
         names = [f.name for f in self.fragments]
         name = f"{self.arch.name}-{digest(where, names)[:16]}"
         if self.source.user_tree:

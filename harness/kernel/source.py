@@ -28,6 +28,9 @@ class Source:
     identity: str  # changes whenever the sources do
     origin: str  # for people: package and version, or path and commit
     user_tree: bool  # a user's tree (incremental builds in a stable directory)
+    # A tree memharness owns whose commits share one build directory (a bisect worktree):
+    # None gives each identity its own.
+    slot: str | None = None
 
 
 def is_kernel_tree(path: Path) -> bool:

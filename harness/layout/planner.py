@@ -120,6 +120,14 @@ class Plan:
     def section_size(self) -> int:
         return self.arch.section_size
 
+    def memory_map(self) -> dict[str, Any]:
+        """What the report's picture is drawn from (harness/report/memmap.py)."""
+        return {
+            "kind": "sections",
+            "section_size": self.section_size,
+            "sections": self.to_json()["sections"],
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The plan's one JSON schema (``memharness layout --json``; see the README)."""
         return {

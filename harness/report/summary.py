@@ -1,6 +1,5 @@
 """What `memharness run` prints and writes (pure: results in, text out)."""
 
-import html
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,6 @@ PASSED, EXPECTED, KNOWN_ISSUE, UNEXPECTED_PASS, FAILED, SKIPPED, INTERRUPTED = (
     "skipped",
     "interrupted",
 )
-NOT_FAILING = (PASSED, EXPECTED, KNOWN_ISSUE, SKIPPED)
 
 
 def new_titles(result: RunResult) -> list[str]:
@@ -73,13 +71,10 @@ def exit_code(
     if not ran:
         return 125
     if bisect_title is not None:
-        if any(s.title == bisect_title for r in ran for s in r.splats):
-            return 1
-        # Clean, or only known splats: a good commit (a known bug that did not reproduce is
-        # news for a nightly run, not for this bisect).
-        if all(verdict(r) in (*NOT_FAILING, UNEXPECTED_PASS) for r in ran):
-            return 0
-        return 125
+        # The judgement `memharness bisect` makes of each run (harness/bisect/judge.py).
+        from harness.bisect.judge import EXIT, judge_run
+
+        return EXIT[judge_run(results, bisect_title).verdict]
     if bisect:
         outcomes = {r.outcome for r in ran}
         if outcomes & {Outcome.KERNEL_SPLAT, Outcome.HANG, Outcome.COMMAND_FAILED}:
@@ -236,57 +231,4 @@ def to_json(report: "RunReport", bisect: bool = False, bisect_title: str | None 
             "results": [row(r) for r in results],
         },
         indent=2,
-    )
-
-
-def to_html(results: list[RunResult]) -> str:
-    """A self-contained page: the table, then each scenario's section map and steps."""
-    colour = {PASSED: "#2e7d32", SKIPPED: "#757575", EXPECTED: "#ef6c00", KNOWN_ISSUE: "#ef6c00"}
-    rows, blocks = [], []
-    for r in results:
-        d = row(r)
-        c = colour.get(d["verdict"], "#c62828")
-        rows.append(
-            f"<tr><td>{html.escape(d['scenario'])}</td><td>{d['arch']}</td>"
-            f"<td style='color:{c};font-weight:bold'>{d['outcome']}</td><td>{d['verdict']}</td>"
-            f"<td>{d['seconds']}s</td><td>{','.join(map(str, d['collision_sections']))}</td>"
-            f"<td>{html.escape(r.reason if r.outcome != Outcome.PASS else '')}</td></tr>"
-        )
-        steps = "".join(
-            f"<tr><td>{html.escape(s['name'])}</td><td>{s['status']}</td>"
-            f"<td>{s['seconds']:.2f}s</td><td>{html.escape(s['reason'])}</td></tr>"
-            for s in r.details.get("steps", [])
-        )
-        blocks.append(
-            f"<h2>{html.escape(r.name)} ({d['arch']})</h2>"
-            f"<p>{html.escape(str(r.details.get('summary', '')))}</p>"
-            f"<pre>{html.escape(str(r.details.get('layout', '')))}</pre>"
-            f"<table><tr><th>step</th><th>status</th><th>time</th><th>why</th></tr>{steps}"
-            f"</table><p>artifacts: <code>{html.escape(d['artifacts'])}</code><br>"
-            f"reproduce: <code>{html.escape(d['reproducer'])}</code></p>"
-        )
-    known = "".join(
-        f"<li><b>{html.escape(k['title'])}</b> [{html.escape(k['upstream'])}]: "
-        f"{html.escape(k['why'])}<br>in {html.escape(', '.join(k['scenarios']))}</li>"
-        for k in known_issues_met(results)
-    )
-    cut = "".join(
-        f"<li>{html.escape(r.name)} ({html.escape(str(r.machine.get('arch')))}): "
-        f"{html.escape(w)}</li>"
-        for r in results
-        for w in row(r)["walks"]["cut_short"]
-    )
-    extra = (f"<h2>Known issues (do not fail the run)</h2><ul>{known}</ul>" if known else "") + (
-        f"<h2>Cut short (not passes)</h2><ul>{cut}</ul>" if cut else ""
-    )
-    blocks.insert(0, extra)
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 8px}pre{background:#f4f4f4;padding:8px}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>memharness run</title>"
-        f"<style>{style}</style></head><body><h1>memharness run</h1><table><tr>"
-        f"<th>scenario</th><th>arch</th><th>outcome</th><th>verdict</th><th>time</th><th>sections</th>"
-        f"<th>reason</th></tr>{''.join(rows)}</table>{''.join(blocks)}</body></html>\n"
     )

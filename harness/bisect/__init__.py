@@ -1,0 +1,1 @@
+"""Bisecting a kernel regression by its splat title (see driver.py)."""
