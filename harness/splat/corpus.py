@@ -1,12 +1,15 @@
 """Reader for crash-log corpora in the syzkaller test-data format (pure).
 
 Each case: header lines (TITLE/ALT/TYPE/FRAME/CORRUPTED/...), a blank line, the raw console log,
-and optionally a blank line, ``REPORT:`` and the expected report text.  Used by the golden tests
-and by bench/splat_corpus.py.
+and optionally a blank line, ``REPORT:`` and the expected report text.  Used by the corpus
+oracle tests and by bench/splat_corpus.py.
 """
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+TUNE, MEASURE = "tune", "measure"
 
 HEADER_KEYS = (
     "TITLE",
@@ -77,3 +80,10 @@ def load(directory: Path) -> list[Case]:
         if path.name.isdigit() or path.suffix == ".log":
             cases.append(parse_case(path.name, path.read_bytes().decode("utf-8", "replace")))
     return cases
+
+
+def half(name: str) -> str:
+    """Which half of a corpus a case belongs to, fixed by a hash of its file name: rules are
+    tuned on ``tune`` only; ``measure`` is only ever measured (never read case by case), so the
+    gap between the two says how far the rules were fitted to cases."""
+    return TUNE if hashlib.sha256(name.encode()).digest()[0] % 2 == 0 else MEASURE

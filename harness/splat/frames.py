@@ -30,13 +30,14 @@ _ARCH_SYSCALL = re.compile(r"^__(?:x64|ia32|arm64|se|x32)_(?:compat_)?sys_")
 
 def clean(func: str) -> str:
     """Drops compiler suffixes and arch syscall wrappers so a title survives kernel versions:
-    __call_rcu.constprop.76 → __call_rcu, __x64_sys_rmdir → sys_rmdir, SyS_mount → mount."""
+    __call_rcu.constprop.76 → __call_rcu, __x64_sys_rmdir → sys_rmdir, SyS_mount → mount,
+    ksys_mount (the syscall's body, called from its wrapper) → mount."""
     mangled = _CXX_NAME.match(func)  # C++ (Itanium) names from out-of-tree or test code
     if mangled and len(mangled.group(2)) >= int(mangled.group(1)):
         func = mangled.group(2)[: int(mangled.group(1))]
     func = func.split(".")[0] if not func.startswith(".") else func
     func = func.removesuffix("_noprof")  # 6.10+ allocation wrappers: same function, new name
-    for prefix in ("SyS_", "compat_SyS_", "__do_sys_", "__do_compat_sys_", "__se_sys_"):
+    for prefix in ("SyS_", "compat_SyS_", "__do_sys_", "__do_compat_sys_", "__se_sys_", "ksys_"):
         if func.startswith(prefix):
             return func[len(prefix) :]
     return _ARCH_SYSCALL.sub("sys_", func)

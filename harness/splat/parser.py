@@ -5,7 +5,6 @@ or a line limit), keeps the lines of the reporting context only, pulls in the du
 printed just before a BUG/WARNING, and builds the title from the first matching rule case.
 """
 
-import itertools
 import re
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -80,7 +79,18 @@ class Rules:
     info_with_stack: Pattern[str] = field(default=re.compile("$^"))  # not a bug, own stack
 
 
-TOP_KEYS = ("report", "skip", "library", "machinery", "anchors", "canonical", "boundaries")
+TOP_KEYS = (
+    "report",
+    "skip",
+    "library",
+    "machinery",
+    "roles",
+    "anchors",
+    "canonical",
+    "boundaries",
+)
+ROLE_KEYS = ("use", "why", "fragments", "patterns")
+ROLE_USES = ("skip", "library", "machinery")
 BOUNDARY_KEYS = ("end", "before", "info_with_stack")
 CASE_KEYS = ("when", "before", "title", "kind")
 REPORT_KEYS = (
@@ -137,11 +147,14 @@ def load_rules(path: Path = RULES_FILE) -> Rules:
         any_start = re.compile("|".join(f"(?:{p})" for p in anchored))
         any_floating = re.compile("|".join(f"(?:{p})" for p in floating)) if floating else None
         canonical = tuple((re.compile(k), v) for k, v in data.get("canonical", {}).items())
+        lists = {use: [re.compile(p) for p in data.get(use, [])] for use in ROLE_USES}
+        for use, pattern in _roles(data.get("roles", {}), path):
+            lists[use].append(pattern)
         return Rules(
             tuple(reports),
-            tuple(re.compile(p) for p in data.get("skip", [])),
-            tuple(re.compile(p) for p in data.get("library", [])),
-            tuple(re.compile(p) for p in data.get("machinery", [])),
+            tuple(lists["skip"]),
+            tuple(lists["library"]),
+            tuple(lists["machinery"]),
             any_start,
             any_floating,
             canonical,
@@ -151,6 +164,24 @@ def load_rules(path: Path = RULES_FILE) -> Rules:
         )
     except re.error as exc:
         raise UserError(f"splat rules {path}: bad regex {exc.pattern!r}: {exc}") from None
+
+
+def _roles(roles: dict[str, Any], path: Path) -> list[tuple[str, Pattern[str]]]:
+    """Frames grouped by the role they play (allocator, lock, string helper, ...): each role
+    says how its frames are treated (``use``) and names them by ``fragments`` (a frame whose
+    name contains one plays the role, whatever the subsystem calls it) or ``patterns``."""
+    out = []
+    for name, role in roles.items():
+        where = f"splat rules {path} [roles.{name}]"
+        reject_unknown(role, ROLE_KEYS, where)
+        use = role.get("use")
+        if use not in ROLE_USES:
+            raise UserError(f"{where}: use must be one of {', '.join(ROLE_USES)}, not {use!r}")
+        parts = [re.escape(f) for f in role.get("fragments", [])] + list(role.get("patterns", []))
+        if not parts:
+            raise UserError(f"{where}: no fragments or patterns")
+        out.append((use, re.compile("|".join(f"(?:{p})" for p in parts))))
+    return out
 
 
 def _rule(r: dict[str, Any], data: dict[str, Any]) -> Rule:
@@ -316,7 +347,7 @@ class Parser:
         ]
         frame = stack[0] if stack else None
         if rule.anchors is not None:
-            frame = _anchored(all_frames, rule.anchors, rule.frames_after) or frame
+            frame = _anchored(all_frames, rule.anchors, rule.frames_after, skips) or frame
         if rule.prefer is not None:
             frame = next((f for f in all_frames if rule.prefer.search(f)), frame)
         site = fr.crash_site(body)
@@ -426,15 +457,30 @@ def _skipped(func: str, skips: tuple[Pattern[str], ...]) -> bool:
     return any(p.search(func) for p in skips)
 
 
-def _anchored(frames: list[str], anchors: Pattern[str], after: Pattern[str] | None) -> str | None:
-    """The frame called by the innermost dispatcher (vfs_write → the driver's write, ...)."""
+def _anchored(
+    frames: list[str],
+    anchors: Pattern[str],
+    after: Pattern[str] | None,
+    skips: tuple[Pattern[str], ...],
+) -> str | None:
+    """The frame a dispatcher called (vfs_write → the driver's write, process_one_work → the
+    work function, the syscall entry → the syscall): during a stall the CPU may be anywhere
+    inside that call, so the title names the call, not where the CPU happened to be.
+
+    Frames from the interrupt entry outwards, machinery and helpers left out; the frame just
+    before the first dispatcher anchor (the anchor itself when it comes first)."""
     if after is not None:
         cut = next((i for i, f in enumerate(frames) if after.search(f)), None)
         if cut is not None:
             frames = frames[cut + 1 :]
-    for inner, outer in itertools.pairwise(frames):
-        if anchors.search(outer) and not anchors.search(inner) and not _SCHEDULER.match(inner):
-            return inner
+    kept = [
+        f for f in frames if anchors.search(f) or not (_skipped(f, skips) or _SCHEDULER.match(f))
+    ]
+    prev = kept[0] if kept else None
+    for frame in kept:
+        if anchors.search(frame):
+            return prev
+        prev = frame
     return None
 
 

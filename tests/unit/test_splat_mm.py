@@ -88,3 +88,41 @@ def test_duplicates_are_reported_once_in_order() -> None:
     )
     log = oops.format(n=1) + oops.format(n=2) + oops.replace("bar", "baz").format(n=3)
     assert [s.title for s in parse_log(log)] == ["WARNING in bar", "WARNING in baz"]
+
+
+# Message-only reports: the kernel's own printk formats (net/core/dev.c netdev_wait_allrefs,
+# mm/pgtable-generic.c pmd_clear_bad, mm/swapfile.c, fs/file_table.c, kernel/irq/spurious.c,
+# mm/filemap.c dio_warn_stale_pagecache), no BUG/WARNING header: bugs all the same.
+@pytest.mark.parametrize(
+    ("line", "title"),
+    [
+        (
+            "[   13.0] mm/pgtable-generic.c:53: bad pmd 00000000a1b2c3d4(8000000012345067)",
+            "BUG: bad pmd in mm/pgtable-generic.c",
+        ),
+        (
+            "[   13.0] mm/pgtable-generic.c:35: bad pgd (____ptrval____)(0)",
+            "BUG: bad pgd in mm/pgtable-generic.c",
+        ),
+        ("[   14.0] swap_free: Bad swap file entry 3c00000000000001", "swap: Bad swap file entry"),
+        ("[   14.0] get_swap_device: Bad swap offset entry 0400000", "swap: Bad swap offset entry"),
+        ("[   15.0] VFS: Close: file count is 0", "VFS: Close: file count is NUM"),
+        (
+            '[   16.0] irq 11: nobody cared (try booting with the "irqpoll" option)',
+            "irq: nobody cared",
+        ),
+        (
+            "[   17.0] Page cache invalidation failure on direct I/O.  Possible data corruption "
+            "due to collision with buffered I/O!",
+            "Page cache invalidation failure on direct I/O: possible data corruption",
+        ),
+    ],
+)
+def test_message_only_reports(line: str, title: str) -> None:
+    (splat,) = parse_log(f"[    1.0] Linux version 6.1.0\n{line}\n[   20.0] next\n")
+    assert splat.title == title
+
+
+def test_message_only_rules_need_a_kernel_line() -> None:
+    """A guest command printing the same words (no printk timestamp) is not a kernel report."""
+    assert parse_log("VFS: Close: file count is 0\nswap_free: Bad swap file entry 1\n") == []
