@@ -38,6 +38,7 @@ class Case:
     before: Pattern[str] | None  # searched in the lines just before the report's start
     title: str
     kind: str | None
+    stack: bool | None = None  # overrides the rule's ``stack`` when this case applies
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class Rule:
     anchors: Pattern[str] | None = None  # pick the frame just inside the innermost anchor
     frames_after: Pattern[str] | None = None  # consider only frames after the first match
     stamped: bool = False  # only kernel lines (with a printk timestamp) start this report
+    # Whether an intact report prints a stack trace (None: when its frames follow a header).
+    stack: bool | None = None
     not_first: bool = False  # only when the log had output before (a reboot, not the boot)
     suppress: tuple[Pattern[str], ...] = ()  # lines that look like a start but are not
 
@@ -92,7 +95,7 @@ TOP_KEYS = (
 ROLE_KEYS = ("use", "why", "fragments", "patterns")
 ROLE_USES = ("skip", "library", "machinery")
 BOUNDARY_KEYS = ("end", "before", "info_with_stack")
-CASE_KEYS = ("when", "before", "title", "kind")
+CASE_KEYS = ("when", "before", "title", "kind", "stack")
 REPORT_KEYS = (
     "anchors",
     "cases",
@@ -110,6 +113,7 @@ REPORT_KEYS = (
     "prefer",
     "requires_before",
     "skip",
+    "stack",
     "stamped",
     "start",
     "suppress",
@@ -196,6 +200,7 @@ def _rule(r: dict[str, Any], data: dict[str, Any]) -> Rule:
                 re.compile(c["before"]) if "before" in c else None,
                 c["title"],
                 c.get("kind"),
+                c.get("stack"),
             )
             for c in r.get("cases", [])
         ),
@@ -213,6 +218,7 @@ def _rule(r: dict[str, Any], data: dict[str, Any]) -> Rule:
         anchors=_alternation(data.get("anchors", {}).get(r["anchors"])) if "anchors" in r else None,
         frames_after=re.compile(r["frames_after"]) if "frames_after" in r else None,
         stamped=r.get("stamped", False),
+        stack=r.get("stack"),
         not_first=r.get("not_first", False),
         suppress=tuple(re.compile(p) for p in r.get("suppress", [])),
     )
@@ -326,6 +332,7 @@ class Parser:
         if found.before is not None:
             fields.update(found.before.groupdict())
         title_fmt, kind = rule.title, rule.kind
+        stack_printed = rule.stack if rule.stack is not None else rule.headed_trace
         for case in rule.cases:
             m = case.when.search(report_text) if case.when is not None else None
             b = (
@@ -338,6 +345,7 @@ class Parser:
                     if hit:
                         fields.update({k: v for k, v in hit.groupdict().items() if v is not None})
                 title_fmt, kind = case.title, case.kind or rule.kind
+                stack_printed = stack_printed if case.stack is None else case.stack
                 break
         site_skips = (*rule.skip, *self.rules.skip, *self.rules.machinery)
         skips = (*site_skips, *self.rules.library)
@@ -372,7 +380,11 @@ class Parser:
             "lockfunc": self._canonical(_lock_func(body, skips) or _lock_func(body, site_skips))
             or frame,
         }
-        corrupted = interleaved
+        # A report that should print a stack and has no trace header was cut off (syzkaller
+        # calls it corrupted the same way); reports that print none say so (``stack``).
+        corrupted = interleaved or (
+            stack_printed and not any(_TRACE_WORD.search(ln.text) for ln in body)
+        )
         if not all_frames and not site:
             # A report with no stack at all is truncated or garbled.
             values.update(frame=None, site=None)
@@ -482,6 +494,9 @@ def _anchored(
             return prev
         prev = frame
     return None
+
+
+_TRACE_WORD = re.compile(r"Call [Tt]race|[Bb]acktrace")
 
 
 _FAULT_INJECTION_FRAME = re.compile(r"^\s*(?:\[<?[0-9a-f]+>?\]\s*)?should_fail(?:slab)?[.+]")
