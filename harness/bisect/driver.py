@@ -73,6 +73,7 @@ class Step:
     seconds: float
     titles: list[str]
     artifacts: str
+    kernel: str = ""  # the build directory the step booted (the bisect's one, rebuilt per step)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class Step:
             "seconds": round(self.seconds, 1),
             "titles": self.titles,
             "artifacts": self.artifacts,
+            "kernel": self.kernel,
         }
 
 
@@ -168,11 +170,11 @@ class _Tested:
 
     commit: Commit
     build_seconds: float | None
-    started: float
     artifacts: Path
     runs: list[list[RunResult]] = field(default_factory=list)
     build_error: str | None = None
     kernel: Path | None = None  # the build directory, once built
+    busy: float = 0.0  # seconds spent building and running this commit (endpoints interleave)
 
     def judgements(self, title: str) -> list[RunJudgement]:
         return [judge_run(results, title) for results in self.runs]
@@ -318,7 +320,7 @@ class Bisect:
         req = self.request
         self.tested += 1
         folder = req.artifacts / f"bisect-{self.stamp}" / f"{self.tested:02d}-{commit[:12]}"
-        tested = _Tested(describe(top, commit), None, time.monotonic(), folder)
+        tested = _Tested(describe(top, commit), None, folder)
         self.progress(f"{role}: building {commit[:12]} {tested.commit.subject[:60]!r}")
         built = time.monotonic()
         try:
@@ -328,6 +330,7 @@ class Bisect:
             return tested
         finally:
             tested.build_seconds = time.monotonic() - built
+            tested.busy += tested.build_seconds
         tested.kernel = kernel
         self._more_runs(tested, runs, stop_title)
         return tested
@@ -336,6 +339,13 @@ class Bisect:
         """Adds runs until there are ``runs`` of them or ``stop_title`` reproduced."""
         if len(tested.runs) >= runs:
             return
+        started = time.monotonic()
+        try:
+            self._run_until(tested, runs, stop_title)
+        finally:
+            tested.busy += time.monotonic() - started
+
+    def _run_until(self, tested: _Tested, runs: int, stop_title: str | None) -> None:
         request = self._run_request(tested.artifacts, tested.kernel)
         selection = prepare_selection(request, select_scenarios(request))
         while len(tested.runs) < runs:
@@ -360,7 +370,8 @@ class Bisect:
             reason=judged.reason,
             runs=judged.runs,
             build_seconds=tested.build_seconds,
-            seconds=time.monotonic() - tested.started,
+            seconds=tested.busy,
             titles=list(titles_of(r for results in tested.runs for r in results)),
             artifacts=str(tested.artifacts),
+            kernel=str(tested.kernel or ""),
         )

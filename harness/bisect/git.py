@@ -7,6 +7,7 @@ user's checkout, HEAD, index and any bisect of their own are never touched.  The
 lives as long as the cache: the next bisect of the same tree starts from a warm build.
 """
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from harness.kernel.source import Source, is_kernel_tree
 from harness.paths import cache_root
 
 GIT_TIMEOUT = 900.0
+log = logging.getLogger(__name__)
 
 
 def git(repo: Path, *args: str, timeout: float = GIT_TIMEOUT) -> str:
@@ -104,13 +106,14 @@ class Worktree:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with locked(self.path.parent / "lock"):
             self._ensure()
-            if self._bisecting():  # a bisect of ours that a crash left behind
-                git(self.path, "bisect", "reset", "--quiet", "HEAD")
+            self._reset()  # a bisect of ours that a crash left behind
             try:
                 yield self
             finally:
-                if self._bisecting():
-                    git(self.path, "bisect", "reset", "--quiet", "HEAD")
+                try:
+                    self._reset()
+                except InfraError as exc:  # never hide the bisect's own result or error
+                    log.warning("could not reset the bisect in %s: %s", self.path, exc)
 
     def _ensure(self) -> None:
         if (self.path / ".git").is_file() and _ok(self.path, "rev-parse", "--is-inside-work-tree"):
@@ -118,6 +121,10 @@ class Worktree:
         git(self.repo, "worktree", "prune")
         proc.run(["rm", "-rf", str(self.path)], timeout=600)
         git(self.repo, "worktree", "add", "--detach", "--force", str(self.path), "HEAD")
+
+    def _reset(self) -> None:
+        if self._bisecting():
+            git(self.path, "bisect", "reset", "HEAD")
 
     def _bisecting(self) -> bool:
         return _ok(self.path, "rev-parse", "--verify", "--quiet", "refs/bisect/bad")
