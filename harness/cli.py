@@ -121,17 +121,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--modules", metavar="DIR", help="INSTALL_MOD_PATH of --kernel's modules")
     p.add_argument(
+        "--keep",
+        metavar="N",
+        type=count(1, 1_000_000),
+        help="after the run, keep only the N newest run directories under --artifacts",
+    )
+    _add_artifacts_and_accel(p)
+
+
+def _add_artifacts_and_accel(p: argparse.ArgumentParser) -> None:
+    """Where run directories go and how guests are accelerated: every command that boots."""
+    p.add_argument(
         "--artifacts",
         metavar="DIR",
         type=Path,
         default=DEFAULT_ARTIFACTS,
         help="where run directories are written (default: %(default)s)",
-    )
-    p.add_argument(
-        "--keep",
-        metavar="N",
-        type=count(1, 1_000_000),
-        help="after the run, keep only the N newest run directories under --artifacts",
     )
     p.add_argument(
         "--accel",
@@ -245,6 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_selection,
         select_scenarios,
     )
+    from harness.shard import parse_shard
 
     request = RunRequest(
         arches=tuple(parse_arches(args.arch)),
@@ -255,6 +261,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         accel=args.accel,
         catalogue=args.catalogue,
         registry=args.registry,
+        jobs=args.jobs,
+        shard=parse_shard(args.shard) if args.shard else None,
+        durations=args.durations,
     )
     show = logsetup.progress_enabled()
 
@@ -349,6 +358,17 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         if args.html:
             _write_report(args.html, report.to_html(result))
     return result.exit_code
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from harness.report.compare import load_run
+    from harness.report.merge import merge, render
+
+    merged = merge([(name, load_run(Path(name))) for name in args.shards])
+    print(render(merged))
+    if args.json:
+        _write_report(args.json, json.dumps(merged, indent=2) + "\n")
+    return int(merged["exit_code"])
 
 
 def _write_report(name: str, text: str) -> None:
@@ -478,6 +498,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     run.add_argument("--html", metavar="FILE", help="also write an HTML report")
     run.add_argument("--junit", metavar="FILE", help="also write JUnit XML (one case per scenario)")
+    run.add_argument(
+        "-j",
+        "--jobs",
+        type=count(1, 1024),
+        default=os.cpu_count() or 1,
+        help="scenarios run at once, each with its own VMs (default: the core count, %(default)s)",
+    )
+    run.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run only shard K of N (deterministic, balanced by recorded durations); "
+        "`memharness merge` joins the shards' --json files",
+    )
+    run.add_argument(
+        "--durations",
+        type=Path,
+        metavar="FILE",
+        help="a previous `run --json` whose times balance --shard (default: the built-in table)",
+    )
     bisect = run.add_mutually_exclusive_group()
     bisect.add_argument(
         "--bisect-title",
@@ -509,6 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("new", metavar="NEW.json")
     comp.add_argument("--json", action="store_true")
     comp.set_defaults(func=cmd_compare)
+
+    mrg = sub.add_parser(
+        "merge", help="join the --json files of `run --shard K/N` jobs into one run report"
+    )
+    mrg.add_argument("shards", nargs="+", metavar="SHARD.json")
+    mrg.add_argument("--json", metavar="FILE", help="write the merged run JSON here")
+    mrg.set_defaults(func=cmd_merge)
 
     clean = sub.add_parser(
         "clean", help="remove old run directories and stale socket directories of dead runs"
@@ -599,19 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=REGISTRY,
         help="known-issues registry TOML (default: the built-in one)",
     )
-    bis.add_argument(
-        "--artifacts",
-        metavar="DIR",
-        type=Path,
-        default=DEFAULT_ARTIFACTS,
-        help="where run directories are written (default: %(default)s)",
-    )
-    bis.add_argument(
-        "--accel",
-        default=os.environ.get("MEMHARNESS_ACCEL", "tcg"),
-        choices=("tcg", "kvm", "auto"),
-        help="tcg (default), kvm, or auto",
-    )
+    _add_artifacts_and_accel(bis)
     _add_catalogue(bis)
     bis.set_defaults(func=cmd_bisect)
 
@@ -619,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--arch", default=",".join(ARCHES))
     update.set_defaults(func=cmd_update)
 
-    for p in (parser, boot, splats, run, comp, bis, clean, scenarios, layout, build, update):
+    for p in (parser, boot, splats, run, comp, mrg, bis, clean, scenarios, layout, build, update):
         _add_verbosity(p)
     return parser
 

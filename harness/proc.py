@@ -25,6 +25,7 @@ from harness.errors import InfraError, UserError
 _PR_SET_PDEATHSIG = 1
 _live: dict[int, subprocess.Popen[bytes]] = {}
 _live_lock = threading.Lock()
+stopping = threading.Event()  # set while a parallel run stops its workers (see harness/run.py)
 
 
 def _die_with_parent() -> None:
@@ -52,18 +53,22 @@ def spawn(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Starts a long-lived child in a new session, registered for cleanup."""
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
+    """Starts a long-lived child in a new session, registered for cleanup.  While a parallel
+    run is stopping (``stopping``) a worker thread may start nothing more: checked and
+    registered under the same lock as ``kill_all``, so no child slips past it."""
     with _live_lock:
+        if stopping.is_set() and threading.current_thread() is not threading.main_thread():
+            raise InfraError("the run is stopping: no new process is started")
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         _live[proc.pid] = proc
     return proc
 

@@ -52,6 +52,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--accel", default=os.environ.get("MEMHARNESS_ACCEL", "tcg"), choices=("tcg", "kvm", "auto")
     )
+    group.addoption(
+        "--scenarios",
+        action="store_true",
+        help="collect the scenario catalogue as tests (one per scenario and arch)",
+    )
+    group.addoption(
+        "--catalogue",
+        default=None,
+        metavar="FILE",
+        help="with --scenarios: a catalogue TOML of your own (default: the built-in one)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -168,3 +179,119 @@ def pytest_runtest_makereport(
                 f"kernel splat: {first.title}\n{first.first_line}\nartifacts: {vm.artifacts}"
             )
             return
+
+
+# -- the catalogue as pytest items: `pytest --scenarios [--catalogue FILE] -k collision` ------
+
+RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario on one arch with the session's kernel for that arch.  Outcomes map as users
+    expect: pass → passed; its own known bug or only registered known issues → xfail with the
+    title; a new splat, a failed check or a hang → failed with the title and first lines;
+    skipped → skipped with the reason; an infrastructure error → error (raised in setup)."""
+
+    def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.add_marker(scenario.arch)
+        kind = "hotplug" if scenario.hotplug else "collision"
+        self.extra_keyword_matches.update({kind, scenario.arch})
+        self.result: Any = None
+
+    def setup(self) -> None:
+        from harness.arch import get_arch
+        from harness.errors import InfraError
+        from harness.known.registry import load_registry
+        from harness.outcome import Outcome
+        from harness.run import check_scenarios, run_scenario
+
+        config = self.config
+        arch = get_arch(self.scenario.arch)
+        spec = spec_for_arch([str(v) for v in config.getoption("--kernel")], arch)
+        cache = config.stash.setdefault(RESULTS_KEY, {})
+        try:
+            if arch.name not in cache:
+                kernel = resolve_kernel(arch, spec)
+                cache[arch.name] = (kernel, build_guest_image(kernel))
+            kernel, image = cache[arch.name]
+            check_scenarios([self.scenario], {arch.name: kernel})
+            root = Path(str(config.getoption("--artifacts"))) / "pytest"
+            self.result = run_scenario(
+                self.scenario,
+                kernel,
+                image,
+                root,
+                str(config.getoption("--accel")),
+                spec,
+                load_registry(),
+            )
+        except MemharnessError as exc:
+            raise InfraError(f"memharness: {exc}") from None
+        self.user_properties += [
+            ("kernel", kernel.release),
+            ("kernel_origin", kernel.origin),
+            ("artifacts", str(self.result.artifacts)),
+            ("reproducer", self.result.reproducer),
+        ]
+        if self.result.outcome == Outcome.INFRA_ERROR:
+            raise InfraError(f"infrastructure error: {self.result.reason}")
+
+    def runtest(self) -> None:
+        from harness.report import summary
+
+        result = self.result
+        verdict = summary.verdict(result)
+        row = summary.row(result)
+        if verdict == summary.PASSED:
+            return
+        if verdict == summary.SKIPPED:
+            pytest.skip(result.reason)
+        if verdict in (summary.EXPECTED, summary.KNOWN_ISSUE):
+            titles = row["known_issues"] or [row["known_bug"]]
+            pytest.xfail(f"{verdict}: {'; '.join(t for t in titles if t)}")
+        first = result.splats[0] if result.splats else None
+        lines = [f"{verdict}: {result.outcome}: {result.reason}"]
+        if row["new_splats"]:
+            lines.append(f"new: {'; '.join(row['new_splats'])}")
+        if first is not None:
+            lines += first.text.splitlines()[:8]
+        lines += [f"artifacts: {result.artifacts}", f"reproduce: {result.reproducer}"]
+        pytest.fail("\n".join(lines), pytrace=False)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, MemharnessError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return str(self.scenario_path()), None, f"scenario {self.name}"
+
+    def scenario_path(self) -> Path:
+        return Path(str(self.config.getoption("--catalogue") or "catalogue.toml"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """With --scenarios, the catalogue's scenarios for the selected arches join the session
+    (before -k and -m select among them)."""
+    if not config.getoption("--scenarios"):
+        return
+    from harness.catalogue.model import CATALOGUE, load_catalogue
+
+    path = config.getoption("--catalogue")
+    arches = {a.name for a in selected_arches(config)}
+    try:
+        catalogue = load_catalogue(Path(path) if path else CATALOGUE)
+    except MemharnessError as exc:
+        raise pytest.UsageError(f"memharness: {exc}") from None
+    for scenario in catalogue:
+        if scenario.arch in arches:
+            items.append(
+                ScenarioItem.from_parent(
+                    session, name=f"{scenario.name}[{scenario.arch}]", scenario=scenario
+                )
+            )

@@ -8,9 +8,11 @@ CLI, the pytest plugin and bisect call these; the collision and hotplug runners 
 nothing of each other or of this module.
 """
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from harness.cache import file_digest
 from harness.catalogue.model import CATALOGUE, Scenario, load_catalogue, select
 from harness.collision.modes import MODES, Mode
 from harness.collision.runner import CollisionRun, Phase
-from harness.errors import InfraError, UserError
+from harness.errors import InfraError, MemharnessError, UserError
 from harness.guest.record import CUT_SHORT, GuestSteps, StepRecord
 from harness.guest.walkers import WALKERS
 from harness.hotplug.plan import HotplugPlan, plan_steps
@@ -40,8 +42,10 @@ from harness.result import (
     finish_run,
     record_interruption,
     unstarted_result,
+    write_result,
 )
 from harness.session import prepare, reproducer
+from harness.shard import Shard, load_durations, select_shard
 from harness.splat import Splat
 from harness.splat.parser import dedupe
 from harness.vm.dtb import dtb_with_nodes
@@ -316,6 +320,9 @@ class RunRequest:
     accel: str = "tcg"
     catalogue: Path = CATALOGUE
     registry: Path = REGISTRY
+    jobs: int = 1  # scenarios run at once (each boots its own VMs)
+    shard: Shard | None = None  # run only this shard of the selection (harness/shard.py)
+    durations: Path | None = None  # what balances the shards (default: the built-in table)
 
 
 @dataclass
@@ -339,6 +346,10 @@ class RunReport:
     catalogue: dict[str, Any] = field(default_factory=dict)  # path, sha256, scenarios
     kernels: dict[str, dict[str, str]] = field(default_factory=dict)  # arch → release, origin
     possibly_fixed: list[dict[str, Any]] = field(default_factory=list)
+    # A shard of a full run: which one, the whole selection (catalogue order), and the entries
+    # this shard did not meet (`memharness merge` keeps those no shard met: possibly fixed).
+    shard: dict[str, Any] | None = None
+    possibly_fixed_candidates: list[dict[str, Any]] = field(default_factory=list)
 
 
 Progress = Callable[[str], None]
@@ -360,7 +371,22 @@ def select_scenarios(request: RunRequest) -> list[Scenario]:
     for scenario in scenarios:
         plan_pure(scenario)
     load_registry(request.registry)  # a malformed registry is bad input too: refuse it now
+    if request.shard is not None:
+        return select_shard(scenarios, request.shard, load_durations(request.durations))
     return scenarios
+
+
+def shard_record(request: RunRequest) -> dict[str, Any] | None:
+    """What a shard's report carries for `memharness merge` (None when not a shard)."""
+    if request.shard is None:
+        return None
+    whole = select(load_catalogue(request.catalogue), request.scenarios, list(request.arches))
+    return {
+        "index": request.shard.index,
+        "count": request.shard.count,
+        "scenarios": names(whole),
+        "full": request.scenarios is None,
+    }
 
 
 def prepare_selection(
@@ -386,9 +412,11 @@ def run_selection(
     on_start: Callable[[int, int, Scenario, Kernel], None] | None = None,
     on_finish: Callable[[RunResult], None] | None = None,
 ) -> RunReport:
-    """Runs the selection in order.  A signal ends the run: the scenario it interrupted is
-    recorded as ``interrupted``, the ones after it are listed as not run, and the report is
-    returned (never raised) so that every report can still be written."""
+    """Runs the selection, ``request.jobs`` scenarios at a time; results (and the callbacks)
+    come in catalogue order whatever order the scenarios finish in.  A signal ends the run: the
+    scenarios it interrupted are recorded as ``interrupted``, the ones after them are listed as
+    not run, and the report is returned (never raised) so that every report can still be
+    written."""
     request = selection.request
     report = RunReport(
         catalogue=catalogue_identity(request.catalogue, selection.scenarios),
@@ -397,21 +425,52 @@ def run_selection(
             for a, (k, _) in selection.prepared.items()
         },
     )
+    if request.jobs > 1 and len(selection.scenarios) > 1:
+        _run_parallel(selection, report, on_start, on_finish)
+    else:
+        _run_in_order(selection, report, on_start, on_finish)
+    report.shard = shard_record(request)
+    if request.scenarios is None and report.interrupted is None:
+        seen = [(r.machine["arch"], s) for r in report.results for s in r.splats]
+        kernels = [k for k, _ in selection.prepared.values()]
+        unmet = [
+            {**issue.to_json(), "arch": arch}
+            for issue, arch in selection.registry.possibly_fixed(kernels, seen)
+        ]
+        if request.shard is None:
+            report.possibly_fixed = unmet
+        else:
+            report.possibly_fixed_candidates = unmet
+    return report
+
+
+def _run_one(selection: Selection, scenario: Scenario) -> RunResult:
+    request = selection.request
+    kernel, image = selection.prepared[scenario.arch]
+    return run_scenario(
+        scenario,
+        kernel,
+        image,
+        request.artifacts,
+        request.accel,
+        spec_for_arch(list(request.kernels), kernel.arch),
+        selection.registry,
+    )
+
+
+def _run_in_order(
+    selection: Selection,
+    report: RunReport,
+    on_start: Callable[[int, int, Scenario, Kernel], None] | None,
+    on_finish: Callable[[RunResult], None] | None,
+) -> None:
     total = len(selection.scenarios)
     for i, scenario in enumerate(selection.scenarios, 1):
-        kernel, image = selection.prepared[scenario.arch]
+        kernel, _ = selection.prepared[scenario.arch]
         try:
             if on_start:
                 on_start(i, total, scenario, kernel)
-            result = run_scenario(
-                scenario,
-                kernel,
-                image,
-                request.artifacts,
-                request.accel,
-                spec_for_arch(list(request.kernels), kernel.arch),
-                selection.registry,
-            )
+            result = _run_one(selection, scenario)
         except RunInterrupted as stop:
             report.results.append(stop.result)
             report.interrupted = stop.signal
@@ -426,14 +485,100 @@ def run_selection(
             on_finish(report.results[-1])
         report.not_run = names(selection.scenarios[i:])
         break
-    if request.scenarios is None and report.interrupted is None:
-        seen = [(r.machine["arch"], s) for r in report.results for s in r.splats]
-        kernels = [k for k, _ in selection.prepared.values()]
-        report.possibly_fixed = [
-            {**issue.to_json(), "arch": arch}
-            for issue, arch in selection.registry.possibly_fixed(kernels, seen)
-        ]
-    return report
+
+
+def _run_parallel(
+    selection: Selection,
+    report: RunReport,
+    on_start: Callable[[int, int, Scenario, Kernel], None] | None,
+    on_finish: Callable[[RunResult], None] | None,
+) -> None:
+    """Worker threads run the scenarios (each waits on its own QEMU, sockets and channels);
+    the main thread takes results in catalogue order and alone receives signals.  On a signal
+    it stops handing out scenarios, kills every QEMU so the running ones end at once, and
+    records those as interrupted."""
+    scenarios = selection.scenarios
+    stopping = threading.Event()
+    finished_at: dict[int, float] = {}
+
+    def work(n: int) -> RunResult | None:
+        if stopping.is_set():
+            return None
+        try:
+            return _run_one(selection, scenarios[n])
+        finally:
+            finished_at[n] = time.monotonic()
+
+    pool = ThreadPoolExecutor(max_workers=selection.request.jobs, thread_name_prefix="mh-run")
+    futures = [pool.submit(work, n) for n in range(len(scenarios))]
+    try:
+        for n, future in enumerate(futures):
+            result = future.result()
+            assert result is not None  # only a stopped run hands out nothing
+            kernel, _ = selection.prepared[scenarios[n].arch]
+            if on_start:
+                on_start(n + 1, len(scenarios), scenarios[n], kernel)
+            report.results.append(result)
+            if on_finish:
+                on_finish(result)
+    except KeyboardInterrupt as exc:
+        report.interrupted = proc.as_interrupted(exc)
+        at = time.monotonic()
+        with proc.shielded():
+            _stop(pool, futures, stopping)
+            for n in range(len(report.results), len(scenarios)):
+                result = _stopped_result(selection, scenarios[n], futures[n], report.interrupted)
+                if result is None:
+                    report.not_run.append(names([scenarios[n]])[0])
+                    continue
+                if finished_at.get(n, at) >= at:  # it was running when the signal came
+                    result = replace(
+                        result,
+                        outcome=Outcome.INTERRUPTED,
+                        reason=f"interrupted by {report.interrupted.name}",
+                    )
+                    write_result(result)
+                report.results.append(result)
+                if on_finish:
+                    on_finish(result)
+    except BaseException:
+        _stop(pool, futures, stopping)
+        raise
+    else:
+        pool.shutdown(wait=True)
+
+
+def _stop(
+    pool: ThreadPoolExecutor, futures: list["Future[RunResult | None]"], stopping: threading.Event
+) -> None:
+    stopping.set()
+    for future in futures:
+        future.cancel()
+    proc.stopping.set()  # workers start no new QEMU or builder from here on
+    try:
+        proc.kill_all()  # the running scenarios' QEMUs: their waits end now
+        pool.shutdown(wait=True)
+    finally:
+        proc.stopping.clear()
+
+
+def _stopped_result(
+    selection: Selection,
+    scenario: Scenario,
+    future: "Future[RunResult | None]",
+    signal: proc.Interrupted,
+) -> RunResult | None:
+    """What a scenario left when the run stopped: its result, None when it never started, or an
+    interrupted record when stopping cut it off before it could write one."""
+    if future.cancelled():
+        return None
+    try:
+        return future.result()
+    except MemharnessError:
+        kernel, _ = selection.prepared[scenario.arch]
+        folder = artifacts_dir(selection.request.artifacts, scenario.name, scenario.arch)
+        why = f"interrupted by {signal.name}"
+        return unstarted_result(scenario.name, kernel, Outcome.INTERRUPTED, why, "", folder)
 
 
 def catalogue_identity(path: Path, scenarios: list[Scenario]) -> dict[str, Any]:

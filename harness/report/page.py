@@ -154,36 +154,13 @@ def to_html(
             f"<section id='known'><h2>Known issues ({len(known)}; they do not fail the run)"
             f"</h2><ul>{items}</ul></section>"
         )
-    expected = [r for r in results if verdict(r) == EXPECTED]
-    if expected:
-        items = "".join(
-            f"<li>{e(r.name)} ({e(str(r.machine.get('arch')))}): "
-            f"{e(str(r.details.get('known_bug')))}</li>"
-            for r in expected
-        )
-        sections.append(
-            f"<section id='expected'><h2>Known bugs reproduced (expected)</h2><ul>{items}</ul>"
-            "</section>"
-        )
+    expected = [(r, str(r.details.get("known_bug"))) for r in results if verdict(r) == EXPECTED]
+    sections.append(_listed("expected", "Known bugs reproduced (expected)", expected))
     skipped = [(r, s) for r in results for s in r.details.get("skipped", [])]
     skipped += [(r, r.reason) for r in results if verdict(r) == SKIPPED]
-    if skipped:
-        items = "".join(
-            f"<li>{e(r.name)} ({e(str(r.machine.get('arch')))}): {e(s)}</li>" for r, s in skipped
-        )
-        sections.append(
-            f"<section id='skipped'><h2>Skipped ({len(skipped)}; not passes)</h2><ul>{items}</ul>"
-            "</section>"
-        )
+    sections.append(_listed("skipped", f"Skipped ({len(skipped)}; not passes)", skipped))
     cut = [(r, w) for r in results for w in row(r)["walks"]["cut_short"]]
-    if cut:
-        items = "".join(
-            f"<li>{e(r.name)} ({e(str(r.machine.get('arch')))}): {e(w)}</li>" for r, w in cut
-        )
-        sections.append(
-            f"<section id='cut'><h2>Cut short ({len(cut)} walks; not passes)</h2><ul>{items}</ul>"
-            "</section>"
-        )
+    sections.append(_listed("cut", f"Cut short ({len(cut)} walks; not passes)", cut))
     if possibly_fixed:
         items = "".join(f"<li>{e(p['title'])} ({e(p['arch'])})</li>" for p in possibly_fixed)
         sections.append(
@@ -197,6 +174,18 @@ def to_html(
         f"<style>{STYLE}</style></head><body><h1>memharness run</h1>{''.join(sections)}"
         "</body></html>\n"
     )
+
+
+def _listed(anchor: str, heading: str, entries: list[tuple[RunResult, str]]) -> str:
+    """A section listing one line per (scenario, text); nothing when there are none."""
+    if not entries:
+        return ""
+    items = "".join(
+        f"<li>{html.escape(r.name)} ({html.escape(str(r.machine.get('arch')))}): "
+        f"{html.escape(text)}</li>"
+        for r, text in entries
+    )
+    return f"<section id='{anchor}'><h2>{html.escape(heading)}</h2><ul>{items}</ul></section>"
 
 
 def _scenario(r: RunResult, base: Path | None, located: Locations) -> str:

@@ -190,7 +190,11 @@ def walk_totals(results: list[RunResult]) -> dict[str, int]:
     """Walks planned, run and cut short over the run.  Walks a scenario's own declared known
     bug cut short (the walk after a teardown that is the bug) only mean something on a fixed
     kernel: they are counted apart, not as cut short."""
-    rows = [row(r) for r in results]
+    return walk_totals_of_rows([row(r) for r in results])
+
+
+def walk_totals_of_rows(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """``walk_totals`` from the rows of a run's JSON (what `memharness merge` has)."""
     expected = [len(d["walks"]["cut_short"]) for d in rows if d["verdict"] == EXPECTED]
     return {
         "planned": sum(d["walks"]["planned"] for d in rows),
@@ -198,6 +202,10 @@ def walk_totals(results: list[RunResult]) -> dict[str, int]:
         "cut_short": sum(len(d["walks"]["cut_short"]) for d in rows) - sum(expected),
         "cut_short_by_own_known_bug": sum(expected),
     }
+
+
+def _shard_fields(report: "RunReport") -> dict[str, Any]:
+    return {"shard": report.shard, "possibly_fixed_candidates": report.possibly_fixed_candidates}
 
 
 def to_json(report: "RunReport", bisect: bool = False, bisect_title: str | None = None) -> str:
@@ -228,6 +236,14 @@ def to_json(report: "RunReport", bisect: bool = False, bisect_title: str | None 
             "walks": walk_totals(results),
             "known_issues": known_issues_met(results),
             "possibly_fixed": report.possibly_fixed,
+            **(
+                {
+                    "shard": report.shard,
+                    "possibly_fixed_candidates": report.possibly_fixed_candidates,
+                }
+                if report.shard
+                else {}
+            ),
             "results": [row(r) for r in results],
         },
         indent=2,
