@@ -71,6 +71,9 @@ def pytest_configure(config: pytest.Config) -> None:
         *(f"{name}: runs on the {name} guest only" for name in ARCHES),
     ):
         config.addinivalue_line("markers", marker)
+    if config.getoption("--scenarios"):
+        # The catalogue joins the files to collect; pytest_collect_file turns it into items.
+        config.args.append(str(_catalogue_path(config)))
 
 
 def selected_arches(config: pytest.Config) -> list[ArchProfile]:
@@ -265,33 +268,36 @@ class ScenarioItem(pytest.Item):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))
 
-    def reportinfo(self) -> tuple[str, int | None, str]:
-        return str(self.scenario_path()), None, f"scenario {self.name}"
-
-    def scenario_path(self) -> Path:
-        return Path(str(self.config.getoption("--catalogue") or "catalogue.toml"))
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"scenario {self.name}"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    """With --scenarios, the catalogue's scenarios for the selected arches join the session
-    (before -k and -m select among them)."""
-    if not config.getoption("--scenarios"):
-        return
-    from harness.catalogue.model import CATALOGUE, load_catalogue
+def _catalogue_path(config: pytest.Config) -> Path:
+    from harness.catalogue.model import CATALOGUE
 
-    path = config.getoption("--catalogue")
-    arches = {a.name for a in selected_arches(config)}
-    try:
-        catalogue = load_catalogue(Path(path) if path else CATALOGUE)
-    except MemharnessError as exc:
-        raise pytest.UsageError(f"memharness: {exc}") from None
-    for scenario in catalogue:
-        if scenario.arch in arches:
-            items.append(
-                ScenarioItem.from_parent(
-                    session, name=f"{scenario.name}[{scenario.arch}]", scenario=scenario
+    given = config.getoption("--catalogue")
+    return Path(given).resolve() if given else CATALOGUE
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """With --scenarios, the catalogue file is a test file: one item per scenario and arch."""
+    config = parent.config
+    if config.getoption("--scenarios") and file_path == _catalogue_path(config):
+        return CatalogueFile.from_parent(parent, path=file_path)
+    return None
+
+
+class CatalogueFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        from harness.catalogue.model import load_catalogue
+
+        arches = {a.name for a in selected_arches(self.config)}
+        try:
+            catalogue = load_catalogue(self.path)
+        except MemharnessError as exc:
+            raise pytest.UsageError(f"memharness: {exc}") from None
+        for scenario in catalogue:
+            if scenario.arch in arches:
+                yield ScenarioItem.from_parent(
+                    self, name=f"{scenario.name}[{scenario.arch}]", scenario=scenario
                 )
-            )

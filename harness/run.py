@@ -152,6 +152,8 @@ def run_scenario(
             image = with_test_modules(image, kernel, planned.hotplug.test_modules)
         (artifacts / "layout.txt").write_text(render(planned.layout) + "\n")
         for n, phase in enumerate(boots):
+            if proc.stopping.is_set() and vms:
+                break  # a parallel run is stopping: the boots so far are the record
             folder = artifacts if n == 0 else artifacts / f"boot-{phase.label.replace(' ', '-')}"
             vm = VM(kernel, image, folder, options)
             vms.append(vm)
@@ -161,12 +163,17 @@ def run_scenario(
             else:
                 run = CollisionRun(scenario, kernel, vm, planned.layout, phase=phase)
             runs.append(run)
-            with vm:
-                if vm.ready:
-                    try:
-                        run.run()
-                    except InfraError as exc:  # this scenario's infrastructure, not the run's
-                        vm.state.infra = vm.state.infra or str(exc)
+            try:
+                with vm:
+                    if vm.ready:
+                        try:
+                            run.run()
+                        except InfraError as exc:  # this scenario's infrastructure only
+                            vm.state.infra = vm.state.infra or str(exc)
+            except InfraError:
+                if not proc.stopping.is_set():
+                    raise
+                break  # stopping refused this boot its QEMU: the run records it as interrupted
     except KeyboardInterrupt as exc:
 
         def write(override: tuple[Outcome, str]) -> RunResult:

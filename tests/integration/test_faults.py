@@ -177,17 +177,21 @@ def test_bad_catalogue_is_one_line(content: bytes, needle: str, tmp_path: Path) 
 
 
 def _interrupt_run(
-    tmp_path: Path, sig: int, ready: Callable[[Path, str], bool]
+    tmp_path: Path, sig: int, ready: Callable[[Path, str], bool], jobs: int = 1
 ) -> tuple[subprocess.Popen[str], str, Path]:
-    """Starts a two-scenario run, sends ``sig`` once ``ready(artifacts, stderr so far)``."""
+    """Starts a run of ``jobs + 1`` scenarios, ``jobs`` at a time, and sends ``sig`` once
+    ``ready(artifacts, stderr so far)``."""
     art = tmp_path / "art"
     report = tmp_path / "report.json"
+    scenarios = ["legacy-lower-half", "legacy-upper-half", "legacy-middle"][: jobs + 1]
     child = spawn(
         "run",
         "--arch",
         "x86_64",
         "--scenario",
-        "legacy-lower-half,legacy-upper-half",
+        ",".join(scenarios),
+        "-j",
+        str(jobs),
         "--artifacts",
         str(art),
         "--json",
@@ -216,24 +220,31 @@ PHASES: dict[str, Callable[[Path, str], bool]] = {
 
 
 @pytest.mark.x86_64
+@pytest.mark.parametrize("jobs", [1, 2], ids=["j1", "j2"])
 @pytest.mark.parametrize("phase", list(PHASES))
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_at_each_phase_leaves_a_record(
-    arch: ArchProfile, tmp_path: Path, phase: str, sig: int
+    arch: ArchProfile, tmp_path: Path, phase: str, sig: int, jobs: int
 ) -> None:
-    child, err, report = _interrupt_run(tmp_path, sig, PHASES[phase])
+    """With -j N the first N scenarios run at once: a signal stops all of them (each recorded
+    as interrupted, with its record on disk) and the last one never starts."""
+    child, err, report = _interrupt_run(tmp_path, sig, PHASES[phase], jobs)
     assert child.returncode == 128 + sig, err
     assert "Traceback" not in err
     data = json.loads(report.read_text())
     assert data["interrupted"] == signal.Signals(sig).name and data["exit_code"] == 128 + sig
-    assert data["not_run"], "the second scenario never ran"
+    assert data["not_run"], "the last scenario never ran"
     if phase != "prepare":
-        (first,) = data["results"]
-        assert first["outcome"] == "interrupted"
-        run = Path(first["artifacts"])
-        for name in ("result.json", "reproduce.sh", "splats.json", "console.log"):
-            assert (run / name).is_file(), name
-        assert json.loads((run / "result.json").read_text())["outcome"] == "interrupted"
+        assert data["results"], "the running scenarios are recorded"
+        for result in data["results"]:
+            assert result["outcome"] == "interrupted", result
+            run = Path(result["artifacts"])
+            for name in ("result.json", "reproduce.sh"):
+                assert (run / name).is_file(), name
+            assert json.loads((run / "result.json").read_text())["outcome"] == "interrupted"
+        first = Path(data["results"][0]["artifacts"])
+        for name in ("splats.json", "console.log"):
+            assert (first / name).is_file(), name
     assert qemu_pids(str(tmp_path)) == []
     assert sockdirs_of(child.pid) == []
 

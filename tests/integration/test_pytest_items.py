@@ -26,7 +26,7 @@ def test_scenarios_as_pytest_items(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA",
             "--scenarios", "--catalogue", str(catalogue), "--arch", "x86_64,arm64",
-            "-k", "browser and not collision",
+            "-k", "browser and not browser-collision",
             "--artifacts", str(tmp_path / "runs"), f"--junitxml={junit}",
         ],
         cwd=tmp_path,
