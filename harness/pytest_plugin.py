@@ -5,7 +5,9 @@ Options: ``--arch x86_64,arm64`` (tests using the ``arch`` fixture run once per 
 ``--accel tcg|kvm|auto``.
 
 Fixtures: ``arch``, ``kernel``, ``guest_image``, ``prepared`` (arch → kernel and image),
-``vm`` (a booted guest), ``vm_factory`` (boot guests with custom options).  A splat printed
+``vm`` (a booted guest), ``vm_factory`` (boot guests with custom options), ``scenario_vm``
+(a guest laid out as a built-in collision scenario, in a chosen namespace mode).  With
+``--scenarios`` the catalogue itself is collected as tests.  A splat printed
 while a test runs fails the test with the splat's title and first line, unless the test is
 marked ``allow_splats`` (it then asserts on ``vm.splats()`` itself).  Tests marked
 ``x86_64`` or ``arm64`` run on that arch only.
@@ -163,6 +165,71 @@ def vm(vm_factory: Callable[..., VM]) -> VM:
     if not machine.ready:
         pytest.fail(f"guest did not boot: {machine.facts()}", pytrace=False)
     return machine
+
+
+class ScenarioVM:
+    """A booted guest laid out as a built-in (collision) scenario: ``vm``, the ``run`` that
+    prepared it (its step record), and the planned map as data (``plan``, the schema of
+    `memharness layout --json`; ``shared`` the sections RAM and device memory share)."""
+
+    def __init__(self, vm: VM, run: Any, plan: dict[str, Any]) -> None:
+        self.vm, self.run, self.plan = vm, run, plan
+        self.shared: list[int] = list(plan["collision_sections"])
+
+    def sh(self, command: str, timeout: float = 120.0) -> str:
+        """Runs a shell command in the guest; its stdout, or a test failure with its output."""
+        result = self.vm.run(command, timeout=timeout)
+        if result.exit_code != 0:
+            pytest.fail(f"`{command}` exited {result.exit_code}: {result.stderr!r}")
+        return result.stdout.decode(errors="replace")
+
+
+@pytest.fixture
+def scenario_vm(
+    request: pytest.FixtureRequest,
+    prepared: Callable[[ArchProfile], tuple[Kernel, GuestImage]],
+) -> Iterator[Callable[..., ScenarioVM]]:
+    """``scenario_vm("legacy-lower-half", mode="devdax-mem")`` boots the guest with that
+    scenario's layout, loads its modules, checks the layout is what was planned and switches
+    the namespace to ``mode`` (None: as booted).  Stopped and reaped after the test."""
+    from harness.arch import get_arch
+    from harness.catalogue.model import CATALOGUE, load_catalogue
+    from harness.collision.modes import MODES
+    from harness.collision.runner import CollisionRun
+    from harness.run import plan_scenario, vm_options
+
+    started: list[VM] = []
+    request.node.stash[VMS_KEY] = started
+
+    def boot(name: str, mode: str | None = None) -> ScenarioVM:
+        by_name = {s.name: s for s in load_catalogue(CATALOGUE)}
+        if name not in by_name or by_name[name].hotplug:
+            pytest.fail(f"scenario_vm: {name!r} is not a built-in collision scenario")
+        scenario = by_name[name]
+        arch = get_arch(scenario.arch)
+        kernel, image = prepared(arch)
+        planned = plan_scenario(scenario, kernel)
+        options = vm_options(scenario, planned, str(request.config.getoption("--accel")))
+        vm = VM(kernel, image, _test_dir(request, arch) / name, options)
+        started.append(vm)
+        vm.start()
+        if not vm.ready:
+            pytest.fail(f"guest did not boot: {vm.facts()}", pytrace=False)
+        run = CollisionRun(scenario, kernel, vm, planned.layout)
+        run.load_modules()
+        run.verify_layout()
+        if mode is not None and not run.switch(MODES[mode]):
+            pytest.fail(f"could not switch to {mode}: {run.failures}", pytrace=False)
+        if run.failures:
+            pytest.fail(f"{name}: {run.failures[0]}", pytrace=False)
+        return ScenarioVM(vm, run, planned.layout.to_json())
+
+    try:
+        yield boot
+    finally:
+        for vm in started:
+            vm.stop()
+            vm.write_splats()
 
 
 @pytest.hookimpl(hookwrapper=True)
