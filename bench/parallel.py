@@ -1,4 +1,5 @@
-"""The default catalogue run with -j 1..4 and as 2 shards merged, in the same session.
+"""The default catalogue run with -j 1..4, as 2 shards merged, and as pytest items with
+`pytest --scenarios -n 2` (pytest-xdist), in the same session.
 
     python bench/parallel.py [--jobs 1,2,3,4] [--kernel ARCH=PATH ...]
 
@@ -35,6 +36,28 @@ def identity(data: dict[str, Any]) -> list[tuple[Any, ...]]:
     ]
 
 
+# How `run`'s verdicts appear as pytest outcomes in JUnit (xfail is written as skipped).
+PYTEST_OUTCOME = {
+    "passed": "passed",
+    "known bug (expected)": "skipped",
+    "known issue": "skipped",
+    "skipped": "skipped",
+    "failed": "failure",
+    "UNEXPECTED PASS": "failure",
+}
+
+
+def junit_outcomes(path: Path) -> dict[tuple[str, str], str]:
+    import xml.etree.ElementTree as ET
+
+    out = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name, _, arch = str(case.get("name")).rstrip("]").partition("[")
+        kinds = [c.tag for c in case if c.tag in ("failure", "error", "skipped")]
+        out[(name, arch)] = kinds[0] if kinds else "passed"
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", default="1,2,3,4")
@@ -59,7 +82,24 @@ def main() -> int:
     merged = work / "merged.json"
     memharness("merge", str(work / "s1.json"), str(work / "s2.json"), "--json", str(merged))
     results["2 shards merged"] = (max(shard_seconds), json.loads(merged.read_text()))
+    # The same catalogue as pytest items on two xdist workers, from an empty directory.
+    empty = work / "pytest"
+    empty.mkdir()
+    junit = work / "pytest.xml"
+    start = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--scenarios",
+         "-n", "2", "--arch", "x86_64,arm64", *kernels, "--artifacts", str(work / "runs"),
+         f"--junitxml={junit}"],
+        cwd=empty, capture_output=True, text=True, timeout=7200,
+    )  # fmt: skip
+    pytest_seconds = time.monotonic() - start
     base_seconds, base = results["-j 1"] if "-j 1" in results else next(iter(results.values()))
+    expected = {(r["scenario"], r["arch"]): PYTEST_OUTCOME[r["verdict"]] for r in base["results"]}
+    print(
+        f"pytest --scenarios -n 2: {pytest_seconds:.1f} s ({pytest_seconds / base_seconds:.2f}"
+        f" of -j 1), outcomes as the run's verdicts: {junit_outcomes(junit) == expected}"
+    )
     print(f"{'run':<16} {'wall':>7} {'ratio':>6}  identical results")
     for name, (seconds, data) in results.items():
         same = identity(data) == identity(base)

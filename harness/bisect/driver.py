@@ -193,6 +193,8 @@ class Bisect:
         """Every input check, before anything is built: tree, revisions, scenarios, host
         tools, fragments (one line naming the fix each)."""
         req = self.request
+        if req.title is not None and not req.title.strip():
+            raise UserError("--title is empty: pass the splat title to follow, or leave it out")
         run_request = self._run_request(req.artifacts)
         select_scenarios(run_request)
         check_host(req.arch)

@@ -136,7 +136,7 @@ class Worktree:
         git(self.path, "checkout", "--quiet", "--detach", "--force", commit)
         return Source(
             self.path,
-            f"git-{commit}",
+            f"worktree-git-{commit}",  # not an export's git-{commit}: kbuild adds "+" here
             f"{self.repo} at {commit[:12]}",
             user_tree=False,
             slot=f"bisect-{digest(str(self.repo))[:12]}",

@@ -191,7 +191,10 @@ def build_modules_part(kernel: Kernel, recipe: Recipe) -> tuple[Path, str, modse
     modules_dir = kernel.modules_dir
     dep_text, builtin_text = modsel.read_tree(modules_dir) if modules_dir else ("", "")
     selection = modsel.select(requested, dep_text, builtin_text)
-    key = digest("modules", kernel.identity, selection.paths)[:32]
+    # Content, not names: two builds may share an identity (the same commit built in a git
+    # worktree and exported has a different localversion) but never these bytes.
+    contents = [(r, file_digest(modules_dir / r)) for r in selection.paths] if modules_dir else []
+    key = digest("modules", kernel.identity, kernel.release, contents, dep_text, builtin_text)[:32]
 
     def build(tmp: Path) -> None:
         cpio = Archive()

@@ -71,7 +71,7 @@ def build_test_module(kernel: Kernel, name: str) -> Path:
     arch: ArchProfile = kernel.arch
     variables = check_host(arch)
     tree, extra = module_tree(kernel)
-    key = digest("kmod", name, kernel.identity, file_digest(source), variables)[:32]
+    key = digest("kmod", name, kernel.identity, kernel.release, file_digest(source), variables)[:32]
 
     def build(tmp: Path) -> None:
         work = tmp / "src"

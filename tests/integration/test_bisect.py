@@ -101,6 +101,7 @@ def test_the_any_splat_judgement_calls_the_good_endpoint_bad(
         (["--good", "HEAD", "--bad", "HEAD"], "the same commit"),
         (["--scenario", "no-such-scenario"], "no-such-scenario"),
         (["--fragment", "no-such-fragment"], "no-such-fragment"),
+        (["--title", " "], "--title is empty"),
     ],
 )
 def test_bad_input_is_one_line_and_builds_nothing(
