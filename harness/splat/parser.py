@@ -39,6 +39,7 @@ class Case:
     title: str
     kind: str | None
     stack: bool | None = None  # overrides the rule's ``stack`` when this case applies
+    corrupted: bool = False  # this form is only ever what is left of a lost report
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Rule:
     stamped: bool = False  # only kernel lines (with a printk timestamp) start this report
     # Whether an intact report prints a stack trace (None: when its frames follow a header).
     stack: bool | None = None
+    corrupted: bool = False  # this form is only ever what is left of a lost report
     not_first: bool = False  # only when the log had output before (a reboot, not the boot)
     suppress: tuple[Pattern[str], ...] = ()  # lines that look like a start but are not
 
@@ -95,11 +97,12 @@ TOP_KEYS = (
 ROLE_KEYS = ("use", "why", "fragments", "patterns")
 ROLE_USES = ("skip", "library", "machinery")
 BOUNDARY_KEYS = ("end", "before", "info_with_stack")
-CASE_KEYS = ("when", "before", "title", "kind", "stack")
+CASE_KEYS = ("when", "before", "title", "kind", "stack", "corrupted")
 REPORT_KEYS = (
     "anchors",
     "cases",
     "continues",
+    "corrupted",
     "fatal",
     "frame",
     "frames_after",
@@ -201,6 +204,7 @@ def _rule(r: dict[str, Any], data: dict[str, Any]) -> Rule:
                 c["title"],
                 c.get("kind"),
                 c.get("stack"),
+                c.get("corrupted", False),
             )
             for c in r.get("cases", [])
         ),
@@ -219,6 +223,7 @@ def _rule(r: dict[str, Any], data: dict[str, Any]) -> Rule:
         frames_after=re.compile(r["frames_after"]) if "frames_after" in r else None,
         stamped=r.get("stamped", False),
         stack=r.get("stack"),
+        corrupted=r.get("corrupted", False),
         not_first=r.get("not_first", False),
         suppress=tuple(re.compile(p) for p in r.get("suppress", [])),
     )
@@ -333,6 +338,7 @@ class Parser:
             fields.update(found.before.groupdict())
         title_fmt, kind = rule.title, rule.kind
         stack_printed = rule.stack if rule.stack is not None else rule.headed_trace
+        lost = rule.corrupted
         for case in rule.cases:
             m = case.when.search(report_text) if case.when is not None else None
             b = (
@@ -346,6 +352,7 @@ class Parser:
                         fields.update({k: v for k, v in hit.groupdict().items() if v is not None})
                 title_fmt, kind = case.title, case.kind or rule.kind
                 stack_printed = stack_printed if case.stack is None else case.stack
+                lost = lost or case.corrupted
                 break
         site_skips = (*rule.skip, *self.rules.skip, *self.rules.machinery)
         skips = (*site_skips, *self.rules.library)
@@ -382,8 +389,10 @@ class Parser:
         }
         # A report that should print a stack and has no trace header was cut off (syzkaller
         # calls it corrupted the same way); reports that print none say so (``stack``).
-        corrupted = interleaved or (
-            stack_printed and not any(_TRACE_WORD.search(ln.text) for ln in body)
+        corrupted = (
+            interleaved
+            or lost
+            or (stack_printed and not any(_TRACE_WORD.search(ln.text) for ln in body))
         )
         if not all_frames and not site:
             # A report with no stack at all is truncated or garbled.
