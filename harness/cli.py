@@ -87,6 +87,16 @@ def _add_catalogue(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_registry(p: argparse.ArgumentParser) -> None:
+    """--registry: every command that classifies splats reads known issues from one place."""
+    p.add_argument(
+        "--registry",
+        type=Path,
+        default=REGISTRY,
+        help="known-issues registry TOML (default: the built-in one)",
+    )
+
+
 def _add_verbosity(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     # SUPPRESS: a subcommand's default must not undo `memharness -v run`.
@@ -531,12 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="older form: any splat (known bugs too), hang or failed check exits 1; on a debug "
         "kernel this calls good commits bad (use --bisect-title)",
     )
-    run.add_argument(
-        "--registry",
-        type=Path,
-        default=REGISTRY,
-        help="known-issues registry TOML (default: the built-in one)",
-    )
+    _add_registry(run)
     _add_common(run)
     _add_catalogue(run)
     run.set_defaults(func=cmd_run)
@@ -639,12 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bis.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     bis.add_argument("--html", metavar="FILE", help="also write an HTML report")
-    bis.add_argument(
-        "--registry",
-        type=Path,
-        default=REGISTRY,
-        help="known-issues registry TOML (default: the built-in one)",
-    )
+    _add_registry(bis)
     _add_artifacts_and_accel(bis)
     _add_catalogue(bis)
     bis.set_defaults(func=cmd_bisect)

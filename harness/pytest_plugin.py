@@ -134,6 +134,13 @@ def _test_dir(request: pytest.FixtureRequest, arch: ArchProfile) -> Path:
     return root / "pytest" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _stop_all(started: list[VM]) -> None:
+    """Stops and reaps every VM a test booted, and writes their splats."""
+    for vm in started:
+        vm.stop()
+        vm.write_splats()
+
+
 @pytest.fixture
 def vm_factory(
     request: pytest.FixtureRequest, arch: ArchProfile, kernel: Kernel, guest_image: GuestImage
@@ -153,9 +160,7 @@ def vm_factory(
     try:
         yield boot
     finally:
-        for vm in started:
-            vm.stop()
-            vm.write_splats()
+        _stop_all(started)
 
 
 @pytest.fixture
@@ -227,9 +232,7 @@ def scenario_vm(
     try:
         yield boot
     finally:
-        for vm in started:
-            vm.stop()
-            vm.write_splats()
+        _stop_all(started)
 
 
 @pytest.hookimpl(hookwrapper=True)
