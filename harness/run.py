@@ -50,6 +50,7 @@ from harness.splat import Splat
 from harness.splat.parser import dedupe
 from harness.vm.dtb import dtb_with_nodes
 from harness.vm.machine import VM, VMOptions, require_qemu
+from harness.vm.snapshot import SetupSnapshot
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,13 @@ def run_scenario(
     accel: str = "tcg",
     kernel_spec: str | None = None,
     registry: Registry | None = None,
+    snapshots: bool = True,
 ) -> RunResult:
     """One scenario on one kernel: skip it loudly, or boot (once per phase, see
     ``boots_for``), play it and decide one outcome; every splat is classified against the
     known-issues registry (default: the built-in one).  A signal ends it as ``interrupted``
-    with its record written (``RunInterrupted``)."""
+    with its record written (``RunInterrupted``).  With ``snapshots`` the poison phases start
+    from the main boot's saved setup instead of booting (harness/vm/snapshot.py)."""
     repro = reproducer("run", kernel.arch, kernel_spec, "--scenario", scenario.name)
     artifacts = artifacts_dir(artifacts_root, scenario.name, kernel.arch.name)
     started = time.monotonic()
@@ -151,29 +154,34 @@ def run_scenario(
         if planned.hotplug:
             image = with_test_modules(image, kernel, planned.hotplug.test_modules)
         (artifacts / "layout.txt").write_text(render(planned.layout) + "\n")
-        for n, phase in enumerate(boots):
-            if proc.stopping.is_set() and vms:
-                break  # a parallel run is stopping: the boots so far are the record
-            folder = artifacts if n == 0 else artifacts / f"boot-{phase.label.replace(' ', '-')}"
-            vm = VM(kernel, image, folder, options)
-            vms.append(vm)
-            run: GuestSteps
-            if planned.hotplug is not None:
-                run = HotplugRun(scenario, kernel, vm, planned.layout, planned.hotplug)
-            else:
-                run = CollisionRun(scenario, kernel, vm, planned.layout, phase=phase)
-            runs.append(run)
-            try:
-                with vm:
-                    if vm.ready:
-                        try:
-                            run.run()
-                        except InfraError as exc:  # this scenario's infrastructure only
-                            vm.state.infra = vm.state.infra or str(exc)
-            except InfraError:
-                if not proc.stopping.is_set():
-                    raise
-                break  # stopping refused this boot its QEMU: the run records it as interrupted
+        with SetupSnapshot(enabled=snapshots) as saved:
+            for n, phase in enumerate(boots):
+                if proc.stopping.is_set() and vms:
+                    break  # a parallel run is stopping: the boots so far are the record
+                label = phase.label.replace(" ", "-")
+                folder = artifacts if n == 0 else artifacts / f"boot-{label}"
+                # Poison phases start from the main boot's saved setup (harness/vm/snapshot.py)
+                restore = phase.kind == "poison" and phase.seeded is None
+                vm = VM(kernel, image, folder, saved.options(options) if restore else options)
+                vms.append(vm)
+                run: GuestSteps
+                if planned.hotplug is not None:
+                    run = HotplugRun(scenario, kernel, vm, planned.layout, planned.hotplug)
+                else:
+                    save = saved.save if phase.kind == "main" and phase.seeded is None else None
+                    run = CollisionRun(scenario, kernel, vm, planned.layout, phase, save)
+                runs.append(run)
+                try:
+                    with vm:
+                        if vm.ready:
+                            try:
+                                run.run()
+                            except InfraError as exc:  # this scenario's infrastructure only
+                                vm.state.infra = vm.state.infra or str(exc)
+                except InfraError:
+                    if not proc.stopping.is_set():
+                        raise
+                    break  # stopping refused this boot its QEMU: recorded as interrupted
     except KeyboardInterrupt as exc:
 
         def write(override: tuple[Outcome, str]) -> RunResult:
@@ -330,6 +338,7 @@ class RunRequest:
     jobs: int = 1  # scenarios run at once (each boots its own VMs)
     shard: Shard | None = None  # run only this shard of the selection (harness/shard.py)
     durations: Path | None = None  # what balances the shards (default: the built-in table)
+    snapshots: bool = True  # poison phases restore the main boot's setup (False: --fresh-boots)
 
 
 @dataclass
@@ -462,6 +471,7 @@ def _run_one(selection: Selection, scenario: Scenario) -> RunResult:
         request.accel,
         spec_for_arch(list(request.kernels), kernel.arch),
         selection.registry,
+        request.snapshots,
     )
 
 

@@ -5,6 +5,7 @@ check; a splat ends the run as kernel-splat.
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -73,12 +74,18 @@ class CollisionRun(GuestSteps):
         vm: VM,
         layout_plan: Plan,
         phase: Phase | None = None,
+        after_setup: Callable[[VM], None] | None = None,
     ) -> None:
+        """``after_setup`` is called once the guest's modules are loaded and its namespace is
+        there (the state every boot of this layout reaches alike: run.py saves it for the
+        later phases, see harness/vm/snapshot.py).  A VM started from that saved state skips
+        the setup, and its record says so."""
         super().__init__(scenario, kernel, vm)
         self.spec = scenario
         self.phase = phase or Phase("all")
         self.seeded = self.phase.seeded  # one mode per boot, configured before drivers bind
         self.plan = layout_plan
+        self.after_setup = after_setup
 
     @property
     def label(self) -> str:
@@ -94,7 +101,13 @@ class CollisionRun(GuestSteps):
     # -- steps -------------------------------------------------------------------------------
     def load_modules(self) -> None:
         with self._step("modules") as step:
+            if self.vm.state.restored_from is not None:
+                step.reason = "restored from the main boot's saved state, setup included"
+                step.data["restored_from"] = self.vm.state.restored_from
+                return
             self._load_modules(step)
+        if self.after_setup is not None and step.status == "passed" and self.alive:
+            self.after_setup(self.vm)
 
     def _load_modules(self, step: StepRecord) -> None:
         wanted = list(self.plan.modules)

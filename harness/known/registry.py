@@ -33,6 +33,7 @@ ENTRY_KEYS = (
     "upstream",
     "why",
     "evidence",
+    "flaky",
 )
 _VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
 _BOUND = re.compile(r"^\s*(>=|<=|<|>|==)\s*(\d+(?:\.\d+){0,2})\s*$")
@@ -92,6 +93,7 @@ class KnownIssue:
     why: str  # one sentence: what the bug is
     evidence: str = ""  # where it was seen, how it was classified
     name: str = ""  # how reports call it (default: the title or its pattern)
+    flaky: bool = False  # a race: not meeting it in a run is no sign of a fix
 
     @property
     def id(self) -> str:
@@ -136,6 +138,7 @@ class KnownIssue:
             "config": list(self.config),
             "upstream": self.upstream,
             "why": self.why,
+            "flaky": self.flaky,
         }
 
 
@@ -156,13 +159,14 @@ class Registry:
         self, kernels: Iterable[Kernel], seen: Iterable[tuple[str, Splat]]
     ) -> list[tuple[KnownIssue, str]]:
         """Entries that apply to a kernel of the run but matched no splat on it: (entry, arch).
-        ``seen`` holds (arch, splat) of every splat of the run."""
+        ``seen`` holds (arch, splat) of every splat of the run.  Flaky entries (races) are
+        never candidates: one run that missed a race says nothing about a fix."""
         met = list(seen)
         out = []
         for kernel in kernels:
             splats = [s for a, s in met if a == kernel.arch.name]
             for issue in self.applicable(kernel):
-                if not any(issue.matches(s) for s in splats):
+                if not issue.flaky and not any(issue.matches(s) for s in splats):
                     out.append((issue, kernel.arch.name))
         return out
 
@@ -189,6 +193,9 @@ def load_registry(path: Path = REGISTRY) -> Registry:
             text = re.compile(entry["text_regex"]) if entry.get("text_regex") else None
         except re.error as exc:
             raise UserError(f"{where}: bad regex {exc.pattern!r}: {exc}") from None
+        flaky = entry.get("flaky", False)
+        if not isinstance(flaky, bool):
+            raise UserError(f"{where}: flaky must be true or false")
         try:
             versions = VersionRange.parse(str(entry.get("versions", "")))
         except UserError as exc:
@@ -205,6 +212,7 @@ def load_registry(path: Path = REGISTRY) -> Registry:
                 why=entry["why"],
                 evidence=str(entry.get("evidence", "")),
                 name=str(entry.get("name", "")),
+                flaky=flaky,
             )
         )
     for field in ("id", "signature"):

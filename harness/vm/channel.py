@@ -179,6 +179,17 @@ class Channel:
                     raise InfraError(f"guest agent speaks protocol {fields[1:2]}, expected 1")
                 return
 
+    def resume(self, timeout: float, abort: AbortHook = _never) -> None:
+        """For a guest restored from a saved state, which announced itself before the save:
+        blocks until its agent answers a no-op."""
+        result = self.run("true", timeout, abort)
+        if result.timed_out:
+            raise TimeoutError
+        if result.stopped_by:
+            raise ChannelClosed(result.stopped_by)
+        if result.exit_code != 0:
+            raise InfraError(f"restored guest agent answered `true` with {result.exit_code}")
+
     def run(self, script: str, timeout: float, abort: AbortHook = _never) -> CommandResult:
         """Runs ``script`` with /bin/sh -c in the guest; never raises for guest trouble."""
         cid = self._next_id

@@ -29,6 +29,7 @@ from harness.qemu.argv import ChannelPort, MachineSpec, build_argv, kernel_cmdli
 from harness.splat import Splat, SplatStream
 from harness.tempdirs import socket_dir
 from harness.vm import accel as accelmod
+from harness.vm import snapshot
 from harness.vm.channel import Channel, ChannelClosed, CommandResult, Listener, argv_script
 from harness.vm.console import ConsoleWatcher
 from harness.vm.qmp import QMP
@@ -58,11 +59,13 @@ class VMOptions:
     command_timeout: float = 300.0
     panic_on_oops: bool = True  # an oops ends the run at once instead of leaving held locks
     reproducer: str = ""  # one-line command that re-runs this case
+    incoming: Path | None = None  # start from this saved state (see harness/vm/snapshot.py)
 
 
 @dataclass
 class VMState:
     boot_seconds: float | None = None
+    restored_from: str | None = None  # the saved state this guest started from, not a boot
     accel: str = ""
     accel_note: str = ""
     hang: str | None = None
@@ -169,7 +172,7 @@ class VM:
             dtb=self.options.dtb,
             firmware=Path(fw) if self.options.uefi and (fw := self.arch.firmware()) else None,
             machine_options=self.options.machine_options,
-            extra=self.options.extra_args,
+            extra=(*self.options.extra_args, *snapshot.incoming_args(self.options.incoming)),
         )
         if self.options.uefi and spec.firmware is None:
             raise InfraError(
@@ -193,9 +196,13 @@ class VM:
             for port, listener in zip(ports, port_listeners, strict=True):
                 sock = listener.accept(CONNECT_TIMEOUT, self.alive)
                 self._channels.append(Channel(sock, port.name, transcript))
-            self._channels[0].wait_ready(boot_timeout, self._boot_abort)
-            for channel in self._channels[1:]:
-                channel.wait_ready(boot_timeout, self._boot_abort)
+            for channel in self._channels:
+                if self.options.incoming is None:
+                    channel.wait_ready(boot_timeout, self._boot_abort)
+                else:  # the saved agent is past READY: its first answer is the sign
+                    channel.resume(boot_timeout, self._boot_abort)
+            if self.options.incoming is not None:
+                self.state.restored_from = str(self.options.incoming)
         except TimeoutError:
             self.state.hang = (
                 f"guest did not finish booting within {boot_timeout:.0f} s "
@@ -285,6 +292,11 @@ class VM:
                 raise InfraError("QMP is not available: QEMU is not running")
             self._qmp = QMP(self._qmp_sock, self._open("qmp.log", "a"))
         return self._qmp
+
+    def save_state(self, path: Path) -> float:
+        """Saves the running guest to ``path`` and lets it run on; returns the seconds it was
+        paused.  A guest started with ``VMOptions(incoming=path)`` continues from there."""
+        return snapshot.save(self.qmp, path)
 
     def channel(self, index: int = 0) -> Channel:
         return self._channels[index]
@@ -415,6 +427,7 @@ class VM:
             "accel": self.state.accel,
             "accel_note": self.state.accel_note,
             "boot_seconds": self.state.boot_seconds,
+            "restored_from": self.state.restored_from,
             "qemu_exit": self.state.qemu_exit,
             "console_tail": self.console_tail(),
         }

@@ -1,5 +1,6 @@
 """QEMU argv and kernel command line, per arch (pure)."""
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,32 @@ def test_arch_errors_and_lists() -> None:
     assert [a.name for a in parse_arches("arm64,x86_64,arm64")] == ["arm64", "x86_64"]
     with pytest.raises(UserError):
         parse_arches(",")
+
+
+# -- starting from a saved state (harness/vm/snapshot.py) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/tmp/mh-1-x/setup.state", "/tmp/a dir/it's $HOME;`id`.state", "/tmp/Ωmega.state"]
+)
+def test_incoming_args_hand_qemu_the_path_as_one_word(path: str) -> None:
+    from harness.vm.snapshot import incoming_args
+
+    flag, uri = incoming_args(Path(path))
+    assert flag == "-incoming" and uri.startswith("exec:cat ")
+    # QEMU runs the exec: command with /bin/sh -c: the shell must see exactly one argument
+    assert shlex.split(uri.removeprefix("exec:")) == ["cat", path]
+
+
+def test_a_boot_without_saved_state_gets_no_incoming() -> None:
+    from harness.vm.machine import VMOptions
+    from harness.vm.snapshot import SetupSnapshot, incoming_args
+
+    assert incoming_args(None) == ()
+    base = VMOptions(accel="auto")
+    assert SetupSnapshot().options(base) is base  # nothing saved: boot as usual
+    saved = SetupSnapshot()
+    saved.path, saved.accel = Path("/tmp/s.state"), "tcg"
+    restored = saved.options(base)
+    assert (restored.incoming, restored.accel) == (Path("/tmp/s.state"), "tcg")
+    assert base.incoming is None, "the scenario's own options are not changed"
