@@ -126,8 +126,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         metavar="[ARCH=]PATH",
         action="append",
         default=[],
-        help="bzImage/Image/vmlinux, a build dir or debian:PKG; repeat as ARCH=PATH for "
-        "several arches (default: Debian's kernel package)",
+        help="bzImage/Image/vmlinux, a build dir, debian:PKG, or debian:SERIES (debian:6.12: "
+        "that series' newest package); repeat as ARCH=PATH for several arches (default: "
+        "Debian's kernel package, 6.1)",
     )
     p.add_argument("--modules", metavar="DIR", help="INSTALL_MOD_PATH of --kernel's modules")
     p.add_argument(
@@ -458,7 +459,12 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
     fragments = args.fragment if args.fragment else list(DEFAULT_FRAGMENTS)
     check_host(arch)  # tools and fragments first: one line, before any download
     fragment_files(fragments, arch)
-    source = user_source(Path(args.src), args.commit) if args.src else debian_source()
+    if args.src and args.src.startswith("debian:"):
+        if args.commit:
+            raise UserError("--commit needs a git tree as --src, not a Debian source package")
+        source = debian_source(args.src.removeprefix("debian:"))
+    else:
+        source = user_source(Path(args.src), args.commit) if args.src else debian_source()
     out = build_kernel(arch, source, fragments, config_only=args.config_only, jobs=args.jobs)
     print(out)
     return 0
@@ -597,7 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     kernel_sub = kernel.add_subparsers(dest="kernel_cmd", required=True, parser_class=Parser)
     build = kernel_sub.add_parser("build", help="build a kernel from kconfigs/ fragments")
     build.add_argument("--arch", default="x86_64")
-    build.add_argument("--src", metavar="DIR", help="kernel tree (default: Debian linux-source)")
+    build.add_argument(
+        "--src",
+        metavar="DIR",
+        help="kernel tree, or debian:SERIES for Debian's linux-source-SERIES (default: debian:6.1)",
+    )
     build.add_argument("--commit", metavar="REV", help="build this commit of the --src git tree")
     build.add_argument(
         "--fragment",

@@ -154,6 +154,17 @@ class DebianArchive:
         memo.write_text(json.dumps([p.__dict__ for p in packages]))
         return packages
 
+    def names(self, prefix: str) -> list[str]:
+        """Every package name starting with ``prefix`` (memoised per lists generation)."""
+        self._ensure_lists()
+        memo = self._memo("names", [prefix])
+        if memo.exists():
+            return list(json.loads(memo.read_text()))
+        found = sorted(self._apt("apt-cache", "pkgnames", prefix).split())
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps(found))
+        return found
+
     def depends_closure(self, names: list[str]) -> list[str]:
         """Names of ``names`` and everything they depend on (no recommends), memoised."""
         self._ensure_lists()

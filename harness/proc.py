@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -116,6 +117,24 @@ def kill_all() -> None:
         kill(proc)
 
 
+ERROR_LINE = re.compile(rb"(?i)\b(error|not found|no such file|undefined)\b")
+
+
+def run_logged(
+    argv: Sequence[str], *, timeout: float, log: Path, what: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``run`` for a build: on failure its whole output goes to ``log`` and the one-line
+    error quotes the first line that says what went wrong (a compiler error, a missing tool),
+    not make's closing lines."""
+    try:
+        return run(argv, timeout=timeout, cwd=cwd, what=what, keep_output=log)
+    except InfraError as exc:
+        text = log.read_bytes() if log.is_file() else b""
+        first = next((ln for ln in text.splitlines() if ERROR_LINE.search(ln)), b"")
+        cause = first.decode(errors="replace").strip() or str(exc)
+        raise InfraError(f"{what} does not build: {cause} (full log: {log})") from None
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -124,6 +143,7 @@ def run(
     env: Mapping[str, str] | None = None,
     what: str | None = None,
     input_bytes: bytes | None = None,
+    keep_output: Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Runs a short-lived tool to completion; a failure or timeout is an InfraError.
 
@@ -148,6 +168,8 @@ def run(
         kill(proc)
         raise
     forget(proc)
+    if proc.returncode != 0 and keep_output is not None:
+        keep_output.write_bytes(out + err)
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
         raise InfraError(f"{label} failed (exit {proc.returncode}): {' | '.join(tail)}")

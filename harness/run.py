@@ -31,7 +31,7 @@ from harness.hotplug.runner import HotplugRun
 from harness.image.builder import GuestImage, with_test_modules
 from harness.kernel.model import Kernel
 from harness.kernel.resolve import spec_for_arch
-from harness.kernel.testmod import build_test_module
+from harness.kernel.testmod import build_failure
 from harness.known.registry import REGISTRY, Registry, load_registry
 from harness.layout.planner import Plan, plan, render
 from harness.outcome import Facts, Outcome, decide
@@ -115,6 +115,10 @@ def skip_reason(scenario: Scenario, kernel: Kernel, planned: Planned) -> str | N
             f"no UEFI firmware for {kernel.arch.name} (memory-device hotplug needs ACPI, which "
             "needs a UEFI boot): install qemu-efi-aarch64"
         )
+    for name in planned.hotplug.test_modules if planned.hotplug else ():
+        why = build_failure(kernel, name)  # builds it (cached); a failure skips only this
+        if why:
+            return f"needs test module {name}, which did not build for {kernel.release}: {why}"
     return None
 
 
@@ -237,11 +241,17 @@ def _decide_scenario(
     failed commands and failed checks."""
     details = combine_details(scenario, runs, skipped)
     splats = [s for vm in vms for s in vm.splats()]
-    if scenario.known_bug:
-        details["known_bug"] = scenario.known_bug
-        details["known_bug_reproduced"] = any(s.title == scenario.known_bug for s in splats)
+    own_bug = scenario.known_bug or ""
+    if own_bug:
+        not_here = registry.not_on(own_bug, kernel)
+        if not_here:  # fixed there, by the registry: a pass is a pass, a splat is new
+            details["known_bug_not_expected"] = f"{own_bug}: {not_here}"
+            own_bug = ""
+        else:
+            details["known_bug"] = own_bug
+            details["known_bug_reproduced"] = any(s.title == own_bug for s in splats)
     unique = dedupe(splats)
-    details["splat_classes"] = classify(unique, scenario, kernel, registry)
+    details["splat_classes"] = classify(unique, own_bug, kernel, registry)
     facts = [vm.facts() for vm in vms]
     failures = details["failures"]
     merged = Facts(
@@ -257,17 +267,17 @@ def _decide_scenario(
 
 
 def classify(
-    splats: list[Splat], scenario: Scenario, kernel: Kernel, registry: Registry
+    splats: list[Splat], own_bug: str, kernel: Kernel, registry: Registry
 ) -> list[dict[str, Any]]:
-    """Each splat title: the scenario's own known bug, a registered known issue (with its
-    entry), or new."""
+    """Each splat title: the scenario's own known bug (where it is expected), a registered
+    known issue (with its entry), or new."""
     out = []
     for splat in splats:
         entry = registry.known(splat, kernel)
         out.append(
             {
                 "title": splat.title,
-                "scenario_known_bug": splat.title == scenario.known_bug,
+                "scenario_known_bug": bool(own_bug) and splat.title == own_bug,
                 "known_issue": entry.to_json() if entry else None,
             }
         )
@@ -309,15 +319,13 @@ def combine_details(
 
 def check_scenarios(scenarios: list[Scenario], kernels: dict[str, Kernel]) -> None:
     """All input checks of a run, before the first QEMU starts; builds the test modules the
-    runnable scenarios need (a missing cross compiler is bad input too)."""
+    runnable scenarios need (a missing cross compiler is bad input too; a module that does not
+    build for this kernel skips the scenarios that need it, see ``skip_reason``)."""
     for scenario in scenarios:
         kernel = kernels.get(scenario.arch)
         if kernel is None:
             raise UserError(f"no kernel for {scenario.arch}")
-        planned = plan_scenario(scenario, kernel)
-        if planned.hotplug and not skip_reason(scenario, kernel, planned):
-            for name in planned.hotplug.test_modules:
-                build_test_module(kernel, name)
+        skip_reason(scenario, kernel, plan_scenario(scenario, kernel))
 
 
 # -- a selection: what `memharness run`, the pytest plugin and bisect drive -------------------

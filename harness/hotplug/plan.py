@@ -15,7 +15,7 @@ from harness.errors import UserError
 from harness.hotplug.steps import ZONES, Action
 from harness.layout.model import MiB, Region, fmt_size
 from harness.layout.planner import VIRTIO_MEM_BLOCK, Plan, boot_ram, subtract
-from harness.paths import KMOD_SOURCES
+from harness.paths import kmod_dirs, kmod_source
 
 ONLINE, OFFLINE, DEVICE = "online", "offline", "device"  # states of a memory's pages
 HOTREMOVE = "MEMORY_HOTREMOVE"
@@ -362,11 +362,11 @@ class _Machine:
         )
 
     def module(self, step: Action) -> PlannedStep:
-        if not (KMOD_SOURCES / f"{step.subject}.c").is_file():
-            known = sorted(p.stem for p in KMOD_SOURCES.glob("*.c"))
+        if kmod_source(step.subject) is None:
+            known = sorted({p.stem for d in kmod_dirs() for p in d.glob("*.c")})
             raise UserError(
-                f"step module: no test module {step.subject!r} in guest-scripts/kmod "
-                f"(have: {', '.join(known) or 'none'})"
+                f"step module: no test module {step.subject!r} in "
+                f"{':'.join(map(str, kmod_dirs()))} (have: {', '.join(known) or 'none'})"
             )
         if step.subject in self.test_modules:
             raise UserError(f"step module: {step.subject} is loaded twice")

@@ -18,6 +18,7 @@ from harness.guest import walkers as walk
 from harness.guest.record import WALK_TIMEOUT, GuestSteps, Named, StepRecord
 from harness.hotplug.plan import DEVICE, DEVICE_KINDS, OFFLINE, ONLINE, HotplugPlan, PlannedStep
 from harness.image.builder import TEST_MODULE_DIR
+from harness.kernel.behaviour import behaves
 from harness.kernel.model import Kernel
 from harness.layout.model import Region, fmt_size
 from harness.layout.planner import HOLE, PMEM, RAM, SUBSECTION, Plan, Section
@@ -43,6 +44,9 @@ class HotplugRun(GuestSteps):
         self.plan = layout_plan
         self.hotplug = hotplug
         self.block = kernel.arch.section_size
+        # Blocks this kernel refused to online again because a racing soft offline poisoned
+        # pages in them (behaviour.toml: online_refuses_hwpoisoned_block): offline from then on.
+        self.poisoned_offline: set[int] = set()
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -102,11 +106,15 @@ class HotplugRun(GuestSteps):
             return
         states = self._states(step, planned.blocks, before)
         step.data["states"] = {str(b): " ".join(v) for b, v in states.items()}
-        wrong = {b: s for b, (s, _) in states.items() if s != planned.state}
+        wrong = {b: s for b, (s, _) in states.items() if s != self._expected(planned, b)}
         if wrong:
             self._fail(step, f"memory blocks {wrong} are not {planned.state}")
         if planned.state == ONLINE and planned.sysfs_state == "online_movable":
-            unmovable = [b for b, (_, zone) in states.items() if zone.split()[:1] != ["Movable"]]
+            unmovable = [
+                b
+                for b, (state, zone) in states.items()
+                if state == ONLINE and zone.split()[:1] != ["Movable"]
+            ]
             if unmovable:
                 self._fail(step, f"memory blocks {unmovable} are online but not in ZONE_MOVABLE")
 
@@ -255,20 +263,29 @@ class HotplugRun(GuestSteps):
         racer = threading.Thread(target=race, name="churn-walkers", daemon=True)
         if walkers:
             racer.start()
-        outcome = {"offlined": 0, "refused": 0}
+        outcome = {"offlined": 0, "refused": 0, "poisoned": 0}
+        # An online write the kernel refuses for hwpoison (strerror(EHWPOISON)) is said as
+        # poisoned:BLOCK; any other refusal of a block that is not online fails the step.
+        online = (
+            f"if ! err=$( (echo {planned.sysfs_state} > memory$b/state) 2>&1 ) && "
+            "[ $(cat memory$b/state) != online ]; then case $err in "
+            '*"hardware error"*) echo poisoned:$b ;; *) echo "$err" >&2; exit 1 ;; esac; fi'
+        )
         try:
             for _ in range(planned.step.rounds):
                 out = self._guest(
                     step,
                     f"cd {MEMORY} && for b in {' '.join(map(str, planned.blocks))}; do "
                     "if echo offline > memory$b/state 2>/dev/null; then echo offlined; "
-                    f"else echo refused; fi; echo {planned.sysfs_state} > memory$b/state "
-                    "2>/dev/null || [ $(cat memory$b/state) = online ] || exit 1; done",
+                    f"else echo refused; fi; {online}; done",
                 )
                 if out is None:
                     break
                 for word in out.split():
-                    outcome[word] = outcome.get(word, 0) + 1
+                    kind, _, block = word.partition(":")
+                    outcome[kind] = outcome.get(kind, 0) + 1
+                    if block:
+                        self.poisoned_offline.add(int(block))
         finally:
             stop.set()
             if racer.is_alive():
@@ -276,6 +293,14 @@ class HotplugRun(GuestSteps):
         step.data.update(outcome, racing_walks=raced["walks"], racing_walk_failures=raced["failed"])
         if step.status == "passed" and not outcome["offlined"]:
             self._fail(step, "no memory block could be offlined in any round")
+        if self.poisoned_offline:
+            step.data["offline_for_hwpoison"] = sorted(self.poisoned_offline)
+            if not behaves(self.kernel, "online_refuses_hwpoisoned_block"):
+                self._fail(
+                    step,
+                    f"memory blocks {sorted(self.poisoned_offline)} refused to online with "
+                    f"EHWPOISON, which kernel {self.kernel.release} is not known to do",
+                )
         self._expect_states(step, planned)
 
     def _do_resize(self, step: StepRecord, planned: PlannedStep) -> None:
@@ -350,12 +375,20 @@ class HotplugRun(GuestSteps):
             step.reason = str(exc)  # the splat or the exit is the outcome, not this step
             return None
 
+    def _expected(self, planned: PlannedStep, block: int) -> str:
+        """The state ``block`` must be in after ``planned``: the plan's, except offline for a
+        block the kernel refused to online again because of hwpoison."""
+        return OFFLINE if block in self.poisoned_offline else planned.state
+
     def _sections(self, planned: PlannedStep) -> list[Section]:
         """The memory a walk covers, one section per memory block, with what pfns must read
         (device memory that fills part of a section leaves the rest a hole)."""
-        kind = PFN_KIND[planned.state]
         if planned.state != DEVICE or planned.region is None:
-            return [Section(b, kind * (self.block // SUBSECTION)) for b in planned.blocks]
+            per_block = self.block // SUBSECTION
+            return [
+                Section(b, PFN_KIND[self._expected(planned, b)] * per_block) for b in planned.blocks
+            ]
+        kind = PFN_KIND[planned.state]
         r = planned.region
         sections = []
         for b in range(r.start // self.block, -(-r.end // self.block)):

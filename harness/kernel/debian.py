@@ -5,13 +5,14 @@ cached by package name and version, modules are depmod'ed in place, and on x86_6
 vmlinux is extracted next to the bzImage.
 """
 
+import re
 from pathlib import Path
 
 from harness import proc
 from harness.arch import ArchProfile
 from harness.cache import build_once
 from harness.debian import DebianArchive, Package, extract_deb, first_dependency
-from harness.errors import InfraError
+from harness.errors import InfraError, UserError
 from harness.kernel.image_format import extract_pvh_vmlinux
 from harness.kernel.model import Kernel
 
@@ -29,9 +30,40 @@ def resolve_image_package(archive: DebianArchive, name: str) -> Package:
     raise InfraError(f"{name}: metapackage chain too long")
 
 
+SERIES = re.compile(r"^\d+\.\d+$")  # debian:6.12, debian:6.1
+
+
+def series_packages(names: list[str], series: str, debian_arch: str) -> list[str]:
+    """Of ``names``, the plain (not -rt, -cloud, -dbg) kernel images of one series for one
+    Debian arch, newest first: linux-image-6.12.117+deb12-amd64-unsigned before ...-115...,
+    linux-image-6.1.0-57-amd64-unsigned before -56 (6.1's names carry an ABI number instead
+    of the point release)."""
+    pattern = re.compile(
+        rf"^linux-image-{re.escape(series)}\.(\d+)(?:-(\d+))?(?:\+deb\d+)?-"
+        rf"{re.escape(debian_arch)}-unsigned$"
+    )
+    found = [(m, n) for n in names if (m := pattern.match(n))]
+    found.sort(key=lambda mn: (int(mn[0].group(1)), int(mn[0].group(2) or 0)), reverse=True)
+    return [n for _, n in found]
+
+
+def resolve_series(archive: DebianArchive, arch: ArchProfile, series: str) -> str:
+    """debian:6.12 → the newest linux-image-6.12.*-<arch>-unsigned this archive has."""
+    found = series_packages(archive.names("linux-image-"), series, arch.debian_arch)
+    if not found:
+        raise UserError(
+            f"Debian's {arch.debian_arch} archive has no linux-image-{series}.* kernel: "
+            "`apt-cache pkgnames linux-image-` lists what it has (or run `memharness update`)"
+        )
+    return found[0]
+
+
 def debian_kernel(arch: ArchProfile, package: str | None = None) -> Kernel:
-    """Downloads (once) and unpacks Debian's kernel for ``arch``."""
+    """Downloads (once) and unpacks Debian's kernel for ``arch``; ``package`` is a package
+    name or a series (``6.12``: its newest package)."""
     archive = DebianArchive(arch)
+    if package is not None and SERIES.match(package):
+        package = resolve_series(archive, arch, package)
     image_pkg = resolve_image_package(archive, package or f"linux-image-{arch.debian_arch}")
     key = f"debian-{image_pkg.name}-{image_pkg.version}"
 

@@ -9,7 +9,8 @@ from harness.kernel.model import Kernel
 def resolve_kernel(
     arch: ArchProfile, spec: str | None = None, modules: str | None = None
 ) -> Kernel:
-    """None → Debian's default kernel; 'debian:linux-image-...' → that package; else a path."""
+    """None → Debian's default kernel; 'debian:linux-image-...' → that package; 'debian:6.12'
+    → that series' newest package; else a path."""
     if spec is None or spec in ("", "debian"):
         from harness.kernel.debian import debian_kernel
 

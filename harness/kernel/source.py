@@ -41,11 +41,24 @@ def is_kernel_tree(path: Path) -> bool:
     return bool(re.search(r"^VERSION = \d+", head, re.M)) and "PATCHLEVEL =" in head
 
 
-def debian_source() -> Source:
-    """Debian's linux-source package, unpacked once into the cache (~1.5 GB, ~15 s)."""
+SERIES = re.compile(r"^\d+\.\d+$")
+
+
+def debian_source(series: str | None = None) -> Source:
+    """Debian's linux-source package (linux-source-6.1, or ``series``: linux-source-6.12),
+    unpacked once into the cache (~1.5 GB, ~15 s)."""
+    if series is not None and not SERIES.match(series):
+        raise UserError(f"debian:{series}: name a kernel series, e.g. --src debian:6.12")
+    name = f"linux-source-{series}" if series else SOURCE_PACKAGE
     archive = DebianArchive(X86_64)  # an arch: all package, any arch's lists have it
-    (package,) = archive.show([SOURCE_PACKAGE])
-    key = f"{SOURCE_PACKAGE}-{package.version}"
+    try:
+        (package,) = archive.show([name])
+    except InfraError:
+        raise UserError(
+            f"Debian's archive has no {name}: `apt-cache pkgnames linux-source` lists the "
+            "series it has"
+        ) from None
+    key = f"{name}-{package.version}"
 
     def unpack(tmp: Path) -> None:
         (deb,) = archive.download([package])
@@ -62,7 +75,7 @@ def debian_source() -> Source:
 
     root = build_once("src", key, unpack, unchecked=ALL)  # sources are compiled, never booted
     (tree,) = [p for p in root.iterdir() if p.is_dir() and is_kernel_tree(p)]
-    return Source(tree, key, f"Debian {SOURCE_PACKAGE} {package.version}", user_tree=False)
+    return Source(tree, key, f"Debian {name} {package.version}", user_tree=False)
 
 
 def user_source(path: Path, commit: str | None = None) -> Source:

@@ -18,7 +18,7 @@ from harness.debian import DebianArchive, extract_deb, first_dependency
 from harness.errors import InfraError, UserError
 from harness.kernel.build import check_host
 from harness.kernel.model import Kernel
-from harness.paths import KMOD_SOURCES
+from harness.paths import kmod_dirs, kmod_source
 
 MODULE_BUILD_TIMEOUT = 600.0
 
@@ -56,7 +56,12 @@ def module_tree(kernel: Kernel) -> tuple[Path, list[str]]:
     if kernel.build_dir is not None and (kernel.build_dir / "Module.symvers").is_file():
         return kernel.build_dir, []
     if kernel.identity.startswith("debian-"):
-        return debian_headers(kernel), ["DEBIAN_KERNEL_NO_CC_VERSION_CHECK=y"]
+        # Test modules need no BTF, and pahole (which Debian's 6.12 headers would run for it)
+        # is not part of the headers' kbuild tools: leave it out rather than need the host's.
+        return debian_headers(kernel), [
+            "DEBIAN_KERNEL_NO_CC_VERSION_CHECK=y",
+            "CONFIG_DEBUG_INFO_BTF_MODULES=",
+        ]
     raise UserError(
         f"kernel {kernel.release} comes without a build tree to build test modules against: "
         "pass its kbuild output directory (with .config and Module.symvers) as --kernel"
@@ -65,13 +70,15 @@ def module_tree(kernel: Kernel) -> tuple[Path, list[str]]:
 
 def build_test_module(kernel: Kernel, name: str) -> Path:
     """guest-scripts/kmod/NAME.c built for ``kernel``; returns the .ko."""
-    source = KMOD_SOURCES / f"{name}.c"
-    if not source.is_file():
-        raise UserError(f"no test module {name!r} in {KMOD_SOURCES}")
+    source = kmod_source(name)
+    if source is None:
+        raise UserError(f"no test module {name!r} in {':'.join(map(str, kmod_dirs()))}")
     arch: ArchProfile = kernel.arch
     variables = check_host(arch)
     tree, extra = module_tree(kernel)
-    key = digest("kmod", name, kernel.identity, kernel.release, file_digest(source), variables)[:32]
+    key = digest(
+        "kmod", name, kernel.identity, kernel.release, file_digest(source), variables, extra
+    )[:32]
 
     def build(tmp: Path) -> None:
         work = tmp / "src"
@@ -79,9 +86,33 @@ def build_test_module(kernel: Kernel, name: str) -> Path:
         shutil.copy(source, work / source.name)
         (work / "Kbuild").write_text(f"obj-m += {name}.o\n")
         argv = ["make", "-C", str(tree), f"M={work}", *variables, *extra, "modules"]
-        done = proc.run(argv, timeout=MODULE_BUILD_TIMEOUT, what=f"building test module {name}")
+        done = proc.run_logged(
+            argv,
+            timeout=MODULE_BUILD_TIMEOUT,
+            log=tmp.with_suffix(".log"),
+            what=f"test module {name}",
+        )
         (tmp / "build.log").write_bytes(done.stdout + done.stderr)
         shutil.move(work / f"{name}.ko", tmp / f"{name}.ko")
         shutil.rmtree(work)
 
     return build_once("kmods", key, build) / f"{name}.ko"
+
+
+_FAILED: dict[tuple[str, str], str] = {}  # (kernel identity, module): why it did not build
+
+
+def build_failure(kernel: Kernel, name: str) -> str | None:
+    """None when test module ``name`` builds for ``kernel`` (built now or cached), else why
+    not in one line: the scenarios that need it are skipped with that reason and the rest of
+    the run goes on.  A failed build is tried once per process.  Bad input (no such module, no
+    cross compiler, no build tree) still raises UserError."""
+    key = (kernel.identity, name)
+    if key not in _FAILED:
+        try:
+            build_test_module(kernel, name)
+        except InfraError as exc:
+            _FAILED[key] = str(exc)
+            return _FAILED[key]
+        return None
+    return _FAILED[key]

@@ -19,6 +19,7 @@ from typing import Any
 from harness.datafile import load_toml, reject_unknown
 from harness.errors import UserError
 from harness.kernel.model import Kernel
+from harness.kernel.version import VersionRange, parse_version
 from harness.splat.model import Splat
 
 REGISTRY = Path(__file__).with_name("registry.toml")
@@ -35,50 +36,6 @@ ENTRY_KEYS = (
     "evidence",
     "flaky",
 )
-_VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
-_BOUND = re.compile(r"^\s*(>=|<=|<|>|==)\s*(\d+(?:\.\d+){0,2})\s*$")
-
-Version = tuple[int, int, int]
-
-
-def parse_version(text: str) -> Version | None:
-    """'6.1.0-57-amd64' → (6, 1, 0); '6.12.117' → (6, 12, 117); None when not a version."""
-    m = _VERSION.match(text)
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-
-
-@dataclass(frozen=True)
-class VersionRange:
-    """'>=6.1, <6.2': every bound must hold.  Empty: every version."""
-
-    bounds: tuple[tuple[str, Version], ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> "VersionRange":
-        bounds = []
-        for part in (p for p in text.split(",") if p.strip()):
-            m = _BOUND.match(part)
-            if not m:
-                raise UserError(f"version bound {part.strip()!r} is not like '>=6.1' or '<6.2'")
-            version = parse_version(m.group(2))
-            assert version is not None
-            bounds.append((m.group(1), version))
-        return cls(tuple(bounds))
-
-    def __str__(self) -> str:
-        return ", ".join(op + ".".join(map(str, v)) for op, v in self.bounds)
-
-    def contains(self, version: Version) -> bool:
-        checks = {
-            ">=": lambda a, b: a >= b,
-            "<=": lambda a, b: a <= b,
-            ">": lambda a, b: a > b,
-            "<": lambda a, b: a < b,
-            "==": lambda a, b: a[: len(b)] == b,
-        }
-        return all(checks[op](version, bound) for op, bound in self.bounds)
 
 
 @dataclass(frozen=True)
@@ -112,11 +69,13 @@ class KnownIssue:
         """The title (exact or pattern) and, when given, the report's text: a bug whose
         faulting function varies with whoever touches the memory first is recognised by its
         fault (e.g. a level 1 translation fault with pud=0), not by a list of functions."""
-        if self.title_regex is not None:
-            titled = bool(self.title_regex.search(splat.title))
-        else:
-            titled = splat.title == self.title
+        titled = self.matches_title(splat.title)
         return titled and (self.text_regex is None or bool(self.text_regex.search(splat.text)))
+
+    def matches_title(self, title: str) -> bool:
+        if self.title_regex is not None:
+            return bool(self.title_regex.search(title))
+        return title == self.title
 
     def applies_to(self, kernel: Kernel) -> str | None:
         """None when the entry applies to ``kernel``, else why not (for 'not applicable')."""
@@ -151,6 +110,18 @@ class Registry:
         return next(
             (i for i in self.issues if i.matches(splat) and i.applies_to(kernel) is None), None
         )
+
+    def not_on(self, title: str, kernel: Kernel) -> str | None:
+        """Why a scenario's declared known bug ``title`` is not expected on ``kernel``: the
+        entries for that title (its text aside: a scenario declares a title) all exclude the
+        kernel (a 6.1-only bug on 6.12).  None when one applies, or none is registered (a
+        declared bug nobody placed is expected everywhere)."""
+        entries = [i for i in self.issues if i.matches_title(title)]
+        reasons = [i.applies_to(kernel) for i in entries]
+        if not entries or any(r is None for r in reasons):
+            return None
+        pairs = zip(entries, reasons, strict=True)
+        return "registered " + "; ".join(f"{i.id} {r}" for i, r in pairs)
 
     def applicable(self, kernel: Kernel) -> list[KnownIssue]:
         return [i for i in self.issues if i.applies_to(kernel) is None]

@@ -75,6 +75,7 @@ class Layout:
           hotplug — boot RAM (optionally limited by mem=) plus room for memory devices that
                     scenario steps add, resize and remove over QMP (pc-dimm, nvdimm,
                     virtio-mem); ``online`` is memhp_default_state for what gets plugged
+                    (default offline, always put on the command line: kernels differ)
     """
 
     kind: str
@@ -87,7 +88,7 @@ class Layout:
     slots: int = 0
     maxmem: int = 0
     virtio_mem: tuple[VirtioMem, ...] = ()  # hotplug: virtio-mem devices present from boot
-    online: str = ""  # hotplug: memhp_default_state for plugged memory ("" = kernel default)
+    online: str = ""  # hotplug: memhp_default_state for plugged memory ("" = offline, stated)
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Layout":

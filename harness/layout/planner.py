@@ -427,8 +427,9 @@ def _plan_hotplug(layout: Layout, arch: ArchProfile) -> Plan:
             )
         ram = [Region(arch.ram_base, layout.mem_limit)]
         cmdline.append(f"mem={fmt_size(layout.mem_limit)}")
-    if layout.online:
-        cmdline.append(f"memhp_default_state={layout.online}")
+    # Stated, never left to the kernel: its default differs by version and build (Debian's 6.1
+    # leaves hot-added memory offline, its 6.12 onlines it), and the plan predicts the states.
+    cmdline.append(f"memhp_default_state={layout.online or 'offline'}")
     window = device_memory(arch, layout.memory, layout.maxmem) if layout.maxmem else None
     args: list[str] = []
     devices: list[tuple[str, Region]] = []

@@ -98,6 +98,7 @@ def row(result: RunResult) -> dict[str, Any]:
         "failures": details.get("failures", []),
         "known_bug": details.get("known_bug"),
         "known_bug_reproduced": bool(details.get("known_bug_reproduced")),
+        "known_bug_not_expected": details.get("known_bug_not_expected"),
         "new_splats": new_titles(result),
         "known_issues": known_issue_titles(result),
         "walks": details.get("walks", {"planned": 0, "ran": 0, "cut_short": []}),
@@ -125,6 +126,8 @@ def table(results: list[RunResult], possibly_fixed: list[dict[str, Any]] | None 
             detail = f"UNEXPECTED PASS: known bug did not reproduce: {d['known_bug']}"
         elif d["new_splats"]:
             detail = f"NEW: {d['new_splats'][0]}"
+        elif r.outcome == Outcome.PASS and d["known_bug_not_expected"]:
+            detail = "its known bug is not expected on this kernel (registry)"
         elif r.outcome == Outcome.PASS and d["skipped"]:
             detail = f"{len(d['skipped'])} step(s) skipped"
         elif r.outcome == Outcome.SKIPPED:

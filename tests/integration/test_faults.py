@@ -23,7 +23,7 @@ from harness.outcome import Outcome, decide
 from harness.tempdirs import PREFIX, start_time, sweep_stale
 from harness.vm.channel import CommandResult, argv_script
 from harness.vm.machine import VM
-from tests.integration.cli import boot_json, memharness
+from tests.integration.cli import boot_json, memharness, run_json
 
 TMP = Path(os.environ.get("TMPDIR", "/tmp"))
 
@@ -357,20 +357,9 @@ steps = [
 """
     )
     start = time.monotonic()
-    report = tmp_path / "r.json"
-    done = memharness(
-        "run",
-        "--arch",
-        "x86_64",
-        "--catalogue",
-        str(catalogue),
-        "--artifacts",
-        str(tmp_path / "a"),
-        "--json",
-        str(report),
-    )
+    done, data = run_json(tmp_path, "--arch", "x86_64", "--catalogue", str(catalogue))
     assert done.returncode == 1, done.stderr
-    (row,) = json.loads(report.read_text())["results"]
+    (row,) = data["results"]
     assert row["outcome"] == "kernel-splat" and "sysrq" in row["reason"]
     assert time.monotonic() - start < 120
     assert qemu_pids(str(tmp_path)) == []

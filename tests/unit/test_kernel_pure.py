@@ -103,3 +103,39 @@ def test_requirements(spec: str, ok: bool) -> None:
 def test_fragment_requirements_keep_not_set_lines() -> None:
     reqs = kconfig.fragment_requirements("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=m\n")
     assert [str(r) for r in reqs] == ["CONFIG_A=y", "CONFIG_B=n", "CONFIG_C=m"]
+
+
+# -- debian:SERIES short names -----------------------------------------------------------------
+
+NAMES = [  # as `apt-cache pkgnames linux-image-` lists them (amd64, bookworm, Dec 2026)
+    "linux-image-6.1.0-9-amd64-unsigned",
+    "linux-image-6.1.0-57-amd64-unsigned",
+    "linux-image-6.1.0-57-amd64",
+    "linux-image-6.1.0-57-rt-amd64-unsigned",
+    "linux-image-6.1.0-57-cloud-amd64-unsigned",
+    "linux-image-6.1.0-57-amd64-dbg",
+    "linux-image-6.12.9+deb12-amd64-unsigned",
+    "linux-image-6.12.117+deb12-amd64-unsigned",
+    "linux-image-6.12.115+deb12-amd64-unsigned",
+    "linux-image-6.12.117+deb12-rt-amd64-unsigned",
+    "linux-image-6.12-amd64-dbg",
+    "linux-image-6.12.117+deb12-arm64-unsigned",
+    "linux-image-amd64",
+]
+
+
+@pytest.mark.parametrize(
+    ("series", "arch", "newest"),
+    [
+        ("6.12", "amd64", "linux-image-6.12.117+deb12-amd64-unsigned"),  # not 6.12.9 (text order)
+        ("6.1", "amd64", "linux-image-6.1.0-57-amd64-unsigned"),  # the ABI number, not -9
+        ("6.12", "arm64", "linux-image-6.12.117+deb12-arm64-unsigned"),
+        ("6.2", "amd64", None),
+    ],
+)
+def test_a_series_names_its_newest_plain_kernel(series: str, arch: str, newest: str | None) -> None:
+    from harness.kernel.debian import series_packages
+
+    found = series_packages(NAMES, series, arch)
+    assert (found[0] if found else None) == newest
+    assert not any(x in n for n in found for x in ("-rt-", "-cloud-", "-dbg"))
