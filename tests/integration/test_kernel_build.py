@@ -167,9 +167,9 @@ def test_the_full_catalogue_on_the_debug_builds_is_green_and_walks_everything(
     run is green, names each known issue it met, and no walk is cut short by one (poisoning
     walkers run in their own boots).
 
-    One scenario at a time: at -j 2 the catalogue meets an unclassified, flaky splat (1 run in
-    5: `stable_page_flags` in nfit-next-to-boot-ram, see the README's repeated-catalogue
-    figures); until it is classified, CI checks what is deterministic."""
+    One scenario at a time: at -j 2 the catalogue sometimes meets a race (`stable_page_flags`,
+    a registered flaky known issue, 2 runs in about 10) that ends its guest and so cuts walks
+    short; at -j 1 it has not been seen, and CI checks what is deterministic."""
     arches = selected_arches(request.config)
     kernels = [f"{a.name}={built(a)[0].build_dir}" for a in arches]
     report = tmp_path / "run.json"

@@ -311,3 +311,20 @@ def test_kernel_behaviour_table(tmp_path: Path, release: str, refuses: bool) -> 
     assert behaves(k, "online_refuses_hwpoisoned_block") is refuses
     with pytest.raises(UserError, match="no kernel behaviour"):
         behaves(k, "made_up")
+
+
+def test_one_bug_two_spellings_across_versions(tmp_path: Path) -> None:
+    """The soft offline / offline race keeps its order in 6.12, but its title names the macro's
+    argument (`p` in 6.1, `page` in 6.12): both are the one entry, on both series."""
+    from harness.splat import parse_log
+
+    log = Path(__file__).parents[1] / "corpora" / "mm" / "get-hwpoison-page-6.12-x86_64-real.log"
+    (met,) = parse_log(log.read_text())
+    registry = load_registry(REGISTRY)
+    debug = "CONFIG_DEBUG_VM=y\nCONFIG_DEBUG_VM_PGFLAGS=y\nCONFIG_MEMORY_FAILURE=y\n"
+    debug += "CONFIG_MEMORY_HOTREMOVE=y\n"
+    on_612 = registry.known(met, kernel(tmp_path, "6.12.117", debug))
+    old = Splat(met.title.replace("(page)", "(p)"), met.kind, met.frame, met.text)
+    on_61 = registry.known(old, kernel(tmp_path, "6.1.192", debug))
+    assert on_612 is not None and on_612 is on_61 and "race" in on_612.name
+    assert registry.known(met, kernel(tmp_path, "6.13.0", debug)) is None  # not seen there
