@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from boot import _sockdir  # noqa: E402  (the bare loop's own socket-dir finder)
+
 SCENARIOS = {"x86_64": "legacy-lower-half", "arm64": "dt-after-mem-limit"}
 TIMEOUT = 240.0
 
@@ -58,7 +62,12 @@ class BareGuest:
             stdout=subprocess.DEVNULL,
             stderr=(workdir / "qemu.stderr").open("w"),
         )
-        self.qmp, self.port = (listener.accept()[0] for listener in self.listeners)
+        try:
+            self.qmp, self.port = (listener.accept()[0] for listener in self.listeners)
+        except BaseException:  # QEMU never connected (bad argv, a timeout): reap it
+            self.qemu.kill()
+            self.qemu.wait()
+            raise
         for s in (self.qmp, self.port):
             s.settimeout(TIMEOUT)
         self.buf = b""
@@ -127,11 +136,6 @@ class BareGuest:
         self.qemu.wait()
         for s in (*self.listeners, self.qmp, self.port):
             s.close()
-
-
-def _sockdir(argv: list[str]) -> str:
-    qmp = next(a for a in argv if a.startswith("socket,id=qmp,path="))
-    return str(Path(qmp.split("path=", 1)[1]).parent)
 
 
 def _console_to(arg: str, path: Path) -> str:

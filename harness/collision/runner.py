@@ -101,9 +101,9 @@ class CollisionRun(GuestSteps):
     # -- steps -------------------------------------------------------------------------------
     def load_modules(self) -> None:
         with self._step("modules") as step:
-            if self.vm.state.restored_from is not None:
+            if self.vm.restored_from is not None:
                 step.reason = "restored from the main boot's saved state, setup included"
-                step.data["restored_from"] = self.vm.state.restored_from
+                step.data["restored_from"] = self.vm.restored_from
                 return
             self._load_modules(step)
         if self.after_setup is not None and step.status == "passed" and self.alive:

@@ -15,6 +15,7 @@ from harness.debian import DebianArchive, Package, extract_deb, first_dependency
 from harness.errors import InfraError, UserError
 from harness.kernel.image_format import extract_pvh_vmlinux
 from harness.kernel.model import Kernel
+from harness.kernel.version import SERIES
 
 MANIFEST = "kernel.json"
 
@@ -28,9 +29,6 @@ def resolve_image_package(archive: DebianArchive, name: str) -> Package:
             return package
         package = archive.show([target])[0]
     raise InfraError(f"{name}: metapackage chain too long")
-
-
-SERIES = re.compile(r"^\d+\.\d+$")  # debian:6.12, debian:6.1
 
 
 def series_packages(names: list[str], series: str, debian_arch: str) -> list[str]:

@@ -18,6 +18,7 @@ from harness.arch import X86_64
 from harness.cache import ALL, build_once
 from harness.debian import DebianArchive, extract_deb
 from harness.errors import InfraError, UserError
+from harness.kernel.version import SERIES
 
 SOURCE_PACKAGE = "linux-source-6.1"
 
@@ -39,9 +40,6 @@ def is_kernel_tree(path: Path) -> bool:
         return False
     head = makefile.read_text(errors="replace")[:2000]
     return bool(re.search(r"^VERSION = \d+", head, re.M)) and "PATCHLEVEL =" in head
-
-
-SERIES = re.compile(r"^\d+\.\d+$")
 
 
 def debian_source(series: str | None = None) -> Source:

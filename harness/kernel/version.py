@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from harness.errors import UserError
 
+SERIES = re.compile(r"^\d+\.\d+$")  # a kernel series as users name it: 6.1, 6.12
 _VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
 _BOUND = re.compile(r"^\s*(>=|<=|<|>|==)\s*(\d+(?:\.\d+){0,2})\s*$")
 

@@ -65,7 +65,6 @@ class VMOptions:
 @dataclass
 class VMState:
     boot_seconds: float | None = None
-    restored_from: str | None = None  # the saved state this guest started from, not a boot
     accel: str = ""
     accel_note: str = ""
     hang: str | None = None
@@ -201,8 +200,6 @@ class VM:
                     channel.wait_ready(boot_timeout, self._boot_abort)
                 else:  # the saved agent is past READY: its first answer is the sign
                     channel.resume(boot_timeout, self._boot_abort)
-            if self.options.incoming is not None:
-                self.state.restored_from = str(self.options.incoming)
         except TimeoutError:
             self.state.hang = (
                 f"guest did not finish booting within {boot_timeout:.0f} s "
@@ -296,7 +293,13 @@ class VM:
     def save_state(self, path: Path) -> float:
         """Saves the running guest to ``path`` and lets it run on; returns the seconds it was
         paused.  A guest started with ``VMOptions(incoming=path)`` continues from there."""
-        return snapshot.save(self.qmp, path)
+        return snapshot.save(self.qmp, path, self.abort_reason)
+
+    @property
+    def restored_from(self) -> str | None:
+        """The saved state this guest started from instead of booting (None: it booted)."""
+        started = self.state.boot_seconds is not None
+        return str(self.options.incoming) if started and self.options.incoming else None
 
     def channel(self, index: int = 0) -> Channel:
         return self._channels[index]
@@ -427,7 +430,7 @@ class VM:
             "accel": self.state.accel,
             "accel_note": self.state.accel_note,
             "boot_seconds": self.state.boot_seconds,
-            "restored_from": self.state.restored_from,
+            "restored_from": self.restored_from,
             "qemu_exit": self.state.qemu_exit,
             "console_tail": self.console_tail(),
         }

@@ -17,19 +17,20 @@ import logging
 import shlex
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import InfraError
 from harness.tempdirs import socket_dir
+from harness.vm.qmp import QMPAborted
 
 if TYPE_CHECKING:
     from harness.vm.machine import VM, VMOptions
     from harness.vm.qmp import QMP
 
 SAVE_TIMEOUT = 120.0
-POLL = 0.02
 log = logging.getLogger(__name__)
 
 
@@ -38,25 +39,33 @@ def incoming_args(path: Path | None) -> tuple[str, ...]:
     return () if path is None else ("-incoming", f"exec:cat {shlex.quote(str(path))}")
 
 
-def save(qmp: "QMP", path: Path, timeout: float = SAVE_TIMEOUT) -> float:
+def save(
+    qmp: "QMP", path: Path, abort: Callable[[], str | None], timeout: float = SAVE_TIMEOUT
+) -> float:
     """Migrates the running guest into ``path`` and resumes it; returns the seconds it took.
-    The guest is resumed even when the save fails (InfraError)."""
+    Waits on QEMU's MIGRATION events (no polling); stops when ``abort`` names a reason (QEMU
+    gone, the guest panicked).  The guest is resumed even when the save fails (InfraError)."""
     start = time.monotonic()
+    qmp.command("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+    qmp.discard("MIGRATION")
     try:
         qmp.command("migrate", uri=f"exec:cat > {shlex.quote(str(path))}")
-        deadline = start + timeout
         while True:
-            status = qmp.command("query-migrate")
-            state = status.get("status") if isinstance(status, dict) else None
+            remaining = start + timeout - time.monotonic()
+            try:
+                event = qmp.wait_event("MIGRATION", timeout=max(remaining, 0.0), abort=abort)
+            except TimeoutError:
+                qmp.command("migrate_cancel")
+                raise InfraError(f"saving the guest to {path} took over {timeout:.0f} s") from None
+            except QMPAborted as exc:
+                raise InfraError(f"saving the guest to {path}: {exc}") from None
+            state = event.get("data", {}).get("status")
             if state == "completed":
                 return time.monotonic() - start
             if state in ("failed", "cancelled"):
+                status = qmp.command("query-migrate")
                 why = status.get("error-desc", state) if isinstance(status, dict) else state
                 raise InfraError(f"saving the guest to {path} failed: {why}")
-            if time.monotonic() > deadline:
-                qmp.command("migrate_cancel")
-                raise InfraError(f"saving the guest to {path} took over {timeout:.0f} s")
-            time.sleep(POLL)
     finally:
         qmp.command("cont")
 
@@ -74,7 +83,6 @@ class SetupSnapshot:
         self.enabled = enabled
         self.path: Path | None = None
         self.accel = ""
-        self.seconds: float | None = None
         self._dir: Path | None = None
 
     def __enter__(self) -> "SetupSnapshot":
@@ -92,7 +100,7 @@ class SetupSnapshot:
         self._dir = socket_dir()
         path = self._dir / "setup.state"
         try:
-            self.seconds = vm.save_state(path)
+            vm.save_state(path)
         except InfraError as exc:
             log.warning("%s: later boots boot afresh", exc)
             return

@@ -31,7 +31,7 @@ def test_restored_guest_is_the_saved_one_at_the_save_point(
 
     restored = vm_factory(incoming=state)
     assert restored.ready, restored.facts()
-    assert restored.state.restored_from == str(state)
+    assert restored.restored_from == str(state) and saved.restored_from is None
     assert restored.run("cat /tmp/mark").stdout == b"before-save\n"
     assert restored.run("test -e /tmp/later", check=False).exit_code == 1, "saved too late"
     assert restored.run("echo restored-only > /tmp/mine").exit_code == 0
