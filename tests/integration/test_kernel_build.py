@@ -22,6 +22,7 @@ from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel
 from harness.kernel.local import local_kernel
 from harness.kernel.model import Kernel
 from harness.kernel.source import debian_source
+from harness.known.registry import load_registry
 from harness.outcome import Outcome
 from harness.pytest_plugin import selected_arches
 from harness.run import run_scenario
@@ -191,7 +192,14 @@ def test_the_full_catalogue_on_the_debug_builds_is_green_and_walks_everything(
     data = json.loads(report.read_text())
     assert done.returncode == 0, (data["new_splats"], done.stdout[-3000:])
     assert data["exit_code"] == 0 and data["new_splats"] == []
-    assert data["walks"]["cut_short"] == 0, [r["walks"]["cut_short"] for r in data["results"]]
+    # No walk is cut short by a deterministic bug; a registered race (flaky) may end a guest,
+    # and then its scenario says so as a known issue (seen once in ~5 runs at -j 1).
+    flaky = [i for i in load_registry().issues if i.flaky]
+    assert data["walks"]["cut_short_by_own_known_bug"] == 2  # poison-then-teardown's crash
+    for r in data["results"]:
+        if r["walks"]["cut_short"] and r["verdict"] != "known bug (expected)":
+            raced = [t for t in r["splats"] if any(i.matches_title(t) for i in flaky)]
+            assert raced and r["verdict"] == "known issue", (r["scenario"], r["walks"])
     assert data["walks"]["ran"] > 100
     # the debug builds meet registered 6.1 bugs; each is listed with its entry
     met = {k["title"]: k for k in data["known_issues"]}
