@@ -29,6 +29,7 @@ from harness.guest.walkers import WALKERS
 from harness.hotplug.plan import HotplugPlan, plan_steps
 from harness.hotplug.runner import HotplugRun
 from harness.image.builder import GuestImage, with_test_modules
+from harness.kernel.build import build_command
 from harness.kernel.model import Kernel
 from harness.kernel.resolve import spec_for_arch
 from harness.kernel.testmod import build_failure
@@ -108,7 +109,7 @@ def skip_reason(scenario: Scenario, kernel: Kernel, planned: Planned) -> str | N
     if absent:
         return (
             f"kernel {kernel.release} lacks {', '.join(absent)}: build one with "
-            "`memharness kernel build` and pass it with --kernel"
+            f"`{build_command(absent, kernel.arch)}` and pass it with --kernel"
         )
     if planned.hotplug and planned.hotplug.uefi and kernel.arch.firmware() is None:
         return (
@@ -249,7 +250,9 @@ def _decide_scenario(
             own_bug = ""
         else:
             details["known_bug"] = own_bug
-            details["known_bug_reproduced"] = any(s.title == own_bug for s in splats)
+            details["known_bug_reproduced"] = any(
+                registry.same_bug(own_bug, s, kernel) for s in splats
+            )
     unique = dedupe(splats)
     details["splat_classes"] = classify(unique, own_bug, kernel, registry)
     facts = [vm.facts() for vm in vms]
@@ -277,7 +280,7 @@ def classify(
         out.append(
             {
                 "title": splat.title,
-                "scenario_known_bug": bool(own_bug) and splat.title == own_bug,
+                "scenario_known_bug": bool(own_bug) and registry.same_bug(own_bug, splat, kernel),
                 "known_issue": entry.to_json() if entry else None,
             }
         )

@@ -4,6 +4,7 @@ A scenario names a layout and either collision modes or hotplug steps; this pack
 the two kinds and depends on both, while neither depends on it.
 """
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -21,6 +22,8 @@ T = TypeVar("T")
 
 
 DEFAULT_WALKERS = tuple(WALKERS)
+MAX_CYCLES = 100
+SEED_ID = re.compile(r"\d{3}")  # ../shared/seeds/NNN_*.txt
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class Scenario:
     seed_modes: bool = False  # one boot per mode, configured before any driver maps the pmem
     steps: tuple[Action, ...] = ()  # hotplug steps (layout kind hotplug), played in order
     cmdline: tuple[str, ...] = ()  # extra kernel arguments (e.g. rodata=off)
+    seeds: tuple[str, ...] = ()  # the ../shared/seeds threads whose bug class it provokes
+    cycles: int = 1  # collision: rounds of every mode, disable and enable, walkers racing
+    pins: bool = True  # collision: in each mode, walk while mh-gup pins the mode's mapping
 
     @property
     def hotplug(self) -> bool:
@@ -55,6 +61,9 @@ class Scenario:
             "steps": [a.describe() for a in self.steps],
             "requires": list(self.requires),
             "known_bug": self.known_bug,
+            "seeds": list(self.seeds),
+            "cycles": self.cycles,
+            "pins": self.pins,
         }
 
     @classmethod
@@ -76,6 +85,9 @@ class Scenario:
                 seed_modes=_typed(data, "seed_modes", bool, False),
                 steps=tuple(Action.from_data(dict(d)) for d in _typed(data, "steps", list, [])),
                 cmdline=_strings(data, "cmdline", ()),
+                seeds=_strings(data, "seeds", ()),
+                cycles=_typed(data, "cycles", int, 1),
+                pins=_typed(data, "pins", bool, True),
             )
         except UserError as exc:
             raise UserError(f"scenario {name}: {exc}") from None
@@ -87,6 +99,16 @@ class Scenario:
             raise UserError(
                 f"scenario {name}: a hotplug layout needs steps, and steps need a hotplug layout"
             )
+        if not 1 <= scenario.cycles <= MAX_CYCLES:
+            raise UserError(f"scenario {name}: cycles must be 1 to {MAX_CYCLES}")
+        if scenario.cycles > 1 and (scenario.hotplug or scenario.seed_modes):
+            raise UserError(
+                f"scenario {name}: cycles reconfigure a collision layout's namespace; "
+                "hotplug steps and seeded modes cannot repeat"
+            )
+        for seed in scenario.seeds:
+            if not SEED_ID.fullmatch(seed):
+                raise UserError(f"scenario {name}: seed {seed!r} is not a seed number like '003'")
         for mode in scenario.modes:
             if mode not in MODES:
                 raise UserError(f"scenario {name}: unknown mode {mode!r} (use {', '.join(MODES)})")

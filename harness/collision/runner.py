@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from harness.collision.modes import MODES, Mode
 from harness.guest import probes
 from harness.guest import walkers as walk
-from harness.guest.record import GuestSteps, Named, StepRecord
+from harness.guest.record import WALK_TIMEOUT, GuestSteps, Named, StepRecord
 from harness.kernel.model import Kernel
 from harness.layout.model import Region
 from harness.layout.planner import RAM, Plan, render
@@ -36,6 +36,12 @@ class CollisionSpec(Named, Protocol):
 
     @property
     def teardown(self) -> bool: ...
+
+    @property
+    def cycles(self) -> int: ...
+
+    @property
+    def pins(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -267,6 +273,43 @@ class CollisionRun(GuestSteps):
                         f"{result.get('result', result)}, expected {mapping.expect}",
                     )
 
+    def pinned_walk(self, mode: Mode) -> None:
+        """Seed 003 on the layout: the mode's own mapping (an fsdax file, the devdax device)
+        and an anonymous one pinned by mh-gup (FOLL_PIN longterm where the kernel allows it,
+        FOLL_GET always) while kpageflags walks the first shared section; the walk must read
+        as it does unpinned, and the pins must still see what the mappings show."""
+        if not self.spec.pins or "kpageflags" not in self.walkers:
+            return
+        section = next((s for s in self.plan.sections if s.collides), None)
+        if section is None:
+            return
+        start, count = section.start // 4096, self.plan.section_size // 4096
+        for name in ("anon", *([mode.mapping] if mode.mapping else [])):
+            mapping = walk.MAPPINGS[name]
+            with self._step(f"{mode.name}: pinned {name}") as step:
+                absent = self.kernel.missing_options(("IO_URING", *mapping.requires))
+                if absent:
+                    step.status, step.reason = "skipped", f"kernel lacks {', '.join(absent)}"
+                    continue
+                if mapping.setup and self._guest(step, mapping.setup) is None:
+                    continue
+                # exit 1 is mh-gup's "a check failed": its JSON says which
+                held = self.vm.run(
+                    mapping.pinned(f"mh-walk kpageflags {start} {count}"),
+                    timeout=WALK_TIMEOUT,
+                    check=False,
+                )
+                if mapping.cleanup and self.alive:
+                    self._guest(step, mapping.cleanup)
+                if held.exit_code not in (0, 1) or not held.text.strip().startswith("{"):
+                    if self.alive:
+                        self._fail(step, f"mh-gup hold exited {held.exit_code}: {held.text}")
+                    continue
+                result = json.loads(held.text)
+                step.data = {k: v for k, v in result.items() if k != "command_output"}
+                for failure in walk.check_pinned(result, section):
+                    self._fail(step, failure)
+
     def teardown(self) -> bool:
         """Disables the namespace: its pages are unmapped (memunmap_pages), the section's
         memmap is cleaned up, and the walkers get to visit what is left."""
@@ -335,9 +378,29 @@ class CollisionRun(GuestSteps):
                 return
             if self.switch(MODES[name]):
                 self.walk_all(name, gentle)
+                self.pinned_walk(MODES[name])
                 if self.phase.kind == "all":
                     self.madvise_all(MODES[name])
+        if self.spec.cycles > 1 and self.alive and self.phase.kind != "poison":
+            self.cycle(modes)
         self.finish()
+
+    def cycle(self, modes: list[str]) -> None:
+        """Seed 004's lifetime loop: the namespace goes through every mode, then is disabled
+        and enabled, ``cycles - 1`` more times, each change with the gentle walkers racing it
+        over the first shared section (guest-scripts/mh-lifetime)."""
+        rounds = self.spec.cycles - 1
+        with self._step(f"cycles x{rounds}") as step:
+            section = next(s for s in self.plan.sections if s.collides)
+            racers = [w for w in RACE_WALKERS if w in self._gentle()]
+            start, count = section.start // 4096, self.plan.section_size // 4096
+            out = self._guest(
+                step,
+                f"MH_RACE_WALKERS='{' '.join(racers)}' mh-lifetime namespaces {NAMESPACE} "
+                f"{rounds} {start} {count} {' '.join(modes)}",
+            )
+            if out is not None:
+                step.data = json.loads(out)
 
     def run_seeded(self, mode: Mode) -> None:
         """One mode, configured before the drivers bind, then the teardown."""
@@ -352,6 +415,7 @@ class CollisionRun(GuestSteps):
             self.verify_layout()
         if self.alive and not any(st.status == "failed" for st in self.steps):
             self.walk_all(mode.name, gentle)
+            self.pinned_walk(mode)
             if self.phase.kind == "all":
                 self.madvise_all(mode)
         self.finish()

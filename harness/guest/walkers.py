@@ -6,6 +6,7 @@ ZONE_DEVICE pfns of a mixed section have no online struct page (KPF_NOPAGE) and 
 offline with EIO, while the System RAM pfns of the same section are online.
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,22 @@ EXPECTATIONS["soft-offline"][PMEM] = (
 )
 
 
+def check_pinned(result: dict[str, Any], section: Section) -> list[str]:
+    """Failures of an ``mh-gup hold ... -- mh-walk kpageflags`` run: the helper's own checks
+    (what the pins see is what the mapping shows) and the walk's, which must read the same
+    with pages pinned as without."""
+    failures = [
+        f"pinned walk: {c['name']}: {c['detail']}" for c in result.get("checks", []) if not c["ok"]
+    ]
+    if "error" in result:
+        return [f"pinned walk: {result['error']}"]
+    if result.get("command_status") != 0:
+        failures.append(f"pinned walk: the walk exited {result.get('command_status')}")
+        return failures
+    walked = json.loads(result.get("command_output") or "{}")
+    return failures + [f"pinned {f}" for f in check("kpageflags", walked, section)]
+
+
 def check(walker: str, result: dict[str, Any], section: Section) -> list[str]:
     """Failures of ``result`` against the fixed-kernel expectations, one line each."""
     if "error" in result:
@@ -160,12 +177,18 @@ class Mapping:
     expect: str  # the walker's "result" on a fixed kernel
     requires: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    hold: str = ""  # mh-gup hold's KIND PATH: pin this mapping's pages (empty: not pinnable)
+
+    def pinned(self, command: str) -> str:
+        """``command`` run by mh-gup while it holds pins (FOLL_PIN longterm and FOLL_GET) on
+        this mapping's pages and a child keeps touching them."""
+        return f"mh-gup hold {self.hold} -- {command}"
 
 
 MAPPINGS: dict[str, Mapping] = {
     m.name: m
     for m in (
-        Mapping("anon", "", "mh-walk madvise anon", "", "ok"),
+        Mapping("anon", "", "mh-walk madvise anon", "", "ok", hold="anon -"),
         Mapping("file", "", "mh-walk madvise file /tmp/mh-madvise", "rm -f /tmp/mh-madvise", "ok"),
         # A file on ext4 -o dax: its pages are the namespace's ZONE_DEVICE pages.  DAX needs
         # page-sized blocks; ext4 needs crc32c, a soft dependency modules.dep does not list.
@@ -178,7 +201,10 @@ MAPPINGS: dict[str, Mapping] = {
             "EIO",
             ("FS_DAX", "EXT4_FS"),
             ("crc32c_generic", "ext4"),
+            hold="file /mnt/pmem/mh-pinned",
         ),
-        Mapping("devdax", "", "mh-walk madvise devdax /dev/dax0.0", "", "EIO"),
+        Mapping(
+            "devdax", "", "mh-walk madvise devdax /dev/dax0.0", "", "EIO", hold="devdax /dev/dax0.0"
+        ),
     )
 }

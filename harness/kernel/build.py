@@ -101,6 +101,30 @@ def fragment_files(names: list[str], arch: ArchProfile) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(files))
 
 
+def build_command(options: list[str], arch: ArchProfile) -> str:
+    """The ``memharness kernel build`` that gives a kernel ``options`` (as missing_options
+    names them: 'KASAN', 'MEMCG=n'): the default fragments plus every kconfigs/ topic that
+    sets an option the defaults do not.  A KASAN requirement thus names the kasan fragment;
+    an option no fragment sets (or one asked to be off) leaves the defaults alone."""
+    wanted = {o.removeprefix("CONFIG_") for o in options if "=" not in o}
+    topics = sorted(p.stem for p in KCONFIGS.glob("*.config") if p.stem != "base")
+    extra = []
+    for topic in topics:
+        if topic in DEFAULT_FRAGMENTS:
+            continue
+        sets = set()
+        for path in fragment_files([topic], arch)[1:]:
+            sets |= {
+                r.option.removeprefix("CONFIG_")
+                for r in fragment_requirements(path.read_text())
+                if r.accepted != ("n",)
+            }
+        if wanted & sets:
+            extra.append(topic)
+    fragments = "".join(f" --fragment {f}" for f in (*DEFAULT_FRAGMENTS, *extra)) if extra else ""
+    return f"memharness kernel build --arch {arch.name}{fragments}"
+
+
 def check_host(arch: ArchProfile) -> list[str]:
     """The make variables for ``arch``; refuses (one line) when a build tool is missing."""
     for tool, package in HOST_TOOLS.items():

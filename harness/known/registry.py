@@ -123,6 +123,18 @@ class Registry:
         pairs = zip(entries, reasons, strict=True)
         return "registered " + "; ".join(f"{i.id} {r}" for i, r in pairs)
 
+    def same_bug(self, title: str, splat: Splat, kernel: Kernel) -> bool:
+        """Whether ``splat`` is the bug a scenario declares by ``title``: the same title, or
+        one registry entry (applying to ``kernel``) that recognises both.  A bug whose title
+        names whoever drops the reference (a pipe on one kernel, io_uring on the next) stays
+        the scenario's own bug across kernels."""
+        if splat.title == title:
+            return True
+        return any(
+            i.matches_title(title) and i.matches(splat) and i.applies_to(kernel) is None
+            for i in self.issues
+        )
+
     def applicable(self, kernel: Kernel) -> list[KnownIssue]:
         return [i for i in self.issues if i.applies_to(kernel) is None]
 

@@ -8,8 +8,10 @@ The tree hard-links Debian's cached source (no copy of 1.2 GB); a file a commit 
 unlinked first, so nothing is ever written through a link into the cache.
 """
 
+import os
 import subprocess
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from harness.kernel.source import debian_source
@@ -91,3 +93,22 @@ def make_planted_tree(where: Path) -> PlantedTree:
         harmless(n)
     base = git(repo, "rev-list", "--max-parents=0", "HEAD").strip()
     return PlantedTree(repo, base, planted, commits[-1], tuple(commits))
+
+
+PLANTED_PATCHES = Path(__file__).parents[1] / "planted"
+
+
+def commit_patch(tree: PlantedTree, patch: Path) -> str:
+    """A commit on top of ``tree.base`` that applies ``patch`` (one of tests/planted/), made in
+    a scratch index: the working tree, shared with the other tests, is not touched."""
+    env_index = tree.path / ".git" / f"index-{patch.stem}"
+    env = {**os.environ, "GIT_INDEX_FILE": str(env_index)}
+    run = partial(subprocess.run, check=True, capture_output=True, text=True, timeout=900, env=env)
+    repo = ["git", "-C", str(tree.path), "-c", "user.name=mh", "-c", "user.email=mh@invalid"]
+    run([*repo, "read-tree", tree.base])
+    run([*repo, "apply", "--cached", str(patch)])
+    written = run([*repo, "write-tree"]).stdout.strip()
+    subject = f"planted: {patch.stem}"
+    commit = run([*repo, "commit-tree", written, "-p", tree.base, "-m", subject]).stdout.strip()
+    env_index.unlink()
+    return commit

@@ -9,6 +9,7 @@ from harness.errors import UserError
 from harness.kernel.build import (
     DEFAULT_FRAGMENTS,
     BuildRequest,
+    build_command,
     explain_dropped,
     fragment_files,
     kconfig_depends,
@@ -108,3 +109,23 @@ def test_build_directories(tmp_path: Path) -> None:
     other = BuildRequest(X86_64, Source(tmp_path, "linux-source-6.1-6.1.2", "d", False), frags)
     assert debian.directory != other.directory
     assert user.config_key == changed.config_key
+
+
+@pytest.mark.parametrize(
+    ("options", "fragments"),
+    [
+        (["CONFIG_KASAN"], ["kasan"]),  # a scenario needing KASAN names the kasan fragment
+        (["CONFIG_KASAN", "CONFIG_DEBUG_INFO_DWARF5"], ["debug-info", "kasan"]),
+        (["CONFIG_ZONE_DEVICE", "CONFIG_IO_URING"], []),  # the defaults set them
+        (["CONFIG_MEMCG=n"], []),  # asked off: no fragment turns options off
+        (["CONFIG_NO_SUCH_OPTION"], []),
+    ],
+)
+def test_the_build_command_names_the_fragments_a_requirement_needs(
+    options: list[str], fragments: list[str]
+) -> None:
+    command = build_command(options, X86_64)
+    defaults = "".join(f" --fragment {f}" for f in DEFAULT_FRAGMENTS)
+    extra = "".join(f" --fragment {f}" for f in fragments)
+    want = "memharness kernel build --arch x86_64" + (defaults + extra if fragments else "")
+    assert command == want

@@ -328,3 +328,23 @@ def test_one_bug_two_spellings_across_versions(tmp_path: Path) -> None:
     on_61 = registry.known(old, kernel(tmp_path, "6.1.192", debug))
     assert on_612 is not None and on_612 is on_61 and "race" in on_612.name
     assert registry.known(met, kernel(tmp_path, "6.13.0", debug)) is None  # not seen there
+
+
+PIPE = "BUG: unable to handle kernel paging request in page_cache_pipe_buf_release"
+IO_URING = "BUG: unable to handle kernel paging request in io_buffer_unmap"
+
+
+def test_a_scenarios_own_bug_is_the_registry_entry_not_only_its_title(tmp_path: Path) -> None:
+    """devdax-held-disable declares the 6.1 title (the pipe drops the reference); on 6.12 the
+    io_uring buffer drops it first.  One entry recognises both, so both are the scenario's own
+    bug where the entry applies, and neither is on a kernel outside its range."""
+    registry = load_registry(REGISTRY)
+    v61 = kernel(tmp_path, "6.1.0-57-amd64", "CONFIG_ZONE_DEVICE=y\n")
+    v612 = kernel(tmp_path, "6.12.117+deb12-amd64", "CONFIG_ZONE_DEVICE=y\n")
+    v615 = kernel(tmp_path, "6.15.1", "CONFIG_ZONE_DEVICE=y\n")
+    assert registry.same_bug(PIPE, splat(PIPE), v61)
+    assert registry.same_bug(PIPE, splat(IO_URING), v612)
+    assert not registry.same_bug(PIPE, splat(IO_URING), v615)  # unplaced there: new
+    other = "BUG: unable to handle kernel paging request in stable_page_flags"
+    assert not registry.same_bug(PIPE, splat(other), v612)
+    assert registry.same_bug(other, splat(other), v615)  # the title itself, anywhere

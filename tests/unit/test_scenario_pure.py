@@ -1,9 +1,12 @@
 """Guest probes, walker expectations and the catalogue (pure, on text captured from guests)."""
 
+import json
+import re
+
 import pytest
 
 from harness.arch import ARM64, X86_64
-from harness.catalogue.model import load_catalogue, select
+from harness.catalogue.model import Scenario, load_catalogue, select
 from harness.errors import UserError
 from harness.guest import probes, walkers
 from harness.layout.model import Region
@@ -121,6 +124,8 @@ def test_catalogue_and_selection() -> None:
         "partial-hot-remove-arm64",
         "partial-hot-remove-arm64-rodata",
         "dimm-soft-offline-unplug-arm64",
+        "gup-pin-fork-migrate-arm64",
+        "dt-namespace-cycles-arm64",
     ]
     assert len(select(catalogue, "legacy-middle,dt-after-mem-limit", [X86_64, ARM64])) == 2
     with pytest.raises(UserError, match="unknown scenario nope"):
@@ -154,3 +159,96 @@ def test_bad_catalogue_entries(tmp_path: object) -> None:
     )
     with pytest.raises(UserError, match=r"scenario x: step plug: missing \['id', 'size'\]"):
         load_catalogue(bad)
+
+
+# Which arches each seed's bug class exists on: seed 002 is arm64's linear map; the others are
+# generic mm.  Every seed must have a scenario on each of its arches.
+SEED_ARCHES = {
+    "000": {"x86_64", "arm64"},
+    "001": {"x86_64", "arm64"},
+    "002": {"arm64"},
+    "003": {"x86_64", "arm64"},
+    "004": {"x86_64", "arm64"},
+}
+
+
+def test_every_seed_has_a_scenario_on_each_of_its_arches() -> None:
+    catalogue = load_catalogue()
+    assert all(s.seeds for s in catalogue), [s.name for s in catalogue if not s.seeds]
+    covered: dict[str, set[str]] = {}
+    for scenario in catalogue:
+        for seed in scenario.seeds:
+            covered.setdefault(seed, set()).add(scenario.arch)
+    assert covered == SEED_ARCHES
+    (gup,) = [s for s in catalogue if s.name == "gup-pin-fork-migrate"]
+    assert gup.to_json()["seeds"] == ["003"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"cycles": 0}, "cycles must be 1 to 100"),
+        ({"cycles": 101}, "cycles must be 1 to 100"),
+        ({"cycles": "5"}, "cycles must be a int"),
+        ({"cycles": 3, "seed_modes": True}, "hotplug steps and seeded modes cannot repeat"),
+        ({"seeds": ["3"]}, "seed '3' is not a seed number like '003'"),
+        ({"seeds": "003"}, "seeds must be a list"),
+        ({"pins": "yes"}, "pins must be a bool"),
+    ],
+)
+def test_bad_seed_and_cycle_keys_are_one_line_errors(extra: dict[str, object], error: str) -> None:
+    data = {
+        "name": "s",
+        "arch": "x86_64",
+        "summary": "s",
+        "layout": {
+            "kind": "legacy",
+            "memory": "2G",
+            "pmem": [{"start": "0x40000000", "size": "64M"}],
+        },
+        **extra,
+    }
+    with pytest.raises(UserError, match=re.escape(error)):
+        Scenario.from_data(data)
+
+
+def test_cycles_cannot_repeat_hotplug_steps() -> None:
+    data = {
+        "name": "h",
+        "arch": "x86_64",
+        "summary": "h",
+        "layout": {"kind": "hotplug", "memory": "1G", "slots": 2, "maxmem": "4G"},
+        "steps": [{"plug": "pc-dimm", "id": "d", "size": "128M"}],
+        "cycles": 2,
+    }
+    with pytest.raises(UserError, match="cannot repeat"):
+        Scenario.from_data(data)
+
+
+def test_a_pinned_walk_fails_on_the_helpers_checks_and_on_the_walk() -> None:
+    """mh-gup hold's JSON as the guest prints it, with the walk it ran inside."""
+    section = lower_half()
+    walk_ok = {
+        "runs": [
+            {"pfn": 0x40000, "n": 16384, "flags": "0x100000", "names": "NOPAGE"},
+            {"pfn": 0x44000, "n": 16384, "flags": "0x400", "names": "BUDDY"},
+        ]
+    }
+    held = {
+        "helper": "mh-gup",
+        "mapping": "devdax",
+        "longterm_pin": "EOPNOTSUPP",
+        "get_pin": "ok",
+        "command_status": 0,
+        "command_output": json.dumps(walk_ok),
+        "checks": [{"name": "get-pin-coherent", "ok": True, "detail": "same page"}],
+    }
+    assert walkers.check_pinned(held, section) == []
+    stale = {**held, "checks": [{"name": "get-pin-coherent", "ok": False, "detail": "stale"}]}
+    assert walkers.check_pinned(stale, section) == ["pinned walk: get-pin-coherent: stale"]
+    online = {"runs": [{"pfn": 0x40000, "n": 32768, "flags": "0x400", "names": "BUDDY"}]}
+    (failure,) = walkers.check_pinned({**held, "command_output": json.dumps(online)}, section)
+    assert failure.startswith("pinned kpageflags section 8: 16384 pfns break 'ZONE_DEVICE")
+    assert walkers.check_pinned({**held, "command_status": 1}, section) == [
+        "pinned walk: the walk exited 1"
+    ]

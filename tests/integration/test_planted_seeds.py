@@ -1,0 +1,91 @@
+"""Each seed-003/004 scenario catches its bug class: a small patch of ours (tests/planted/)
+breaks exactly what the scenario is about, and on a build of it the scenario goes red for that
+reason, while the same scenarios on the clean build (same source, same fragments) are green.
+
+- seed003-fork-shares-pinned-pages: fork() shares a longterm-pinned anonymous page (and THP)
+  with the child instead of copying it (page_try_dup_anon_rmap's pin check skipped).  The
+  parent's next write then copies the page away from the pin: what the pin sees is no longer
+  what the mapping shows, and mh-gup's `fork-parent-write-reaches-pin` check fails.
+- seed004-pgmap-references-not-taken: memremap_pages() no longer takes the pages' references on
+  their dev_pagemap, so the first teardown drops references nobody took (a percpu_ref
+  underflow WARNING) and waits forever for the rest.
+
+Each planted commit is made on top of Debian's source in the shared planted tree and built
+inside it (relative paths: ccache hits for everything but the patched files).
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.arch import get_arch
+from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel
+from harness.kernel.source import debian_source, user_source
+from tests.integration.cli import memharness
+from tests.integration.kernel_tree import PLANTED_PATCHES, PlantedTree, commit_patch
+
+pytestmark = [pytest.mark.kernel_build, pytest.mark.x86_64]
+
+# patch → (scenario, outcome on the planted build, text its reason or splat title must show)
+PLANTED = {
+    "seed003-fork-shares-pinned-pages": (
+        "gup-pin-fork-migrate",
+        "command-failed",
+        "fork-parent-write-reaches-pin",
+    ),
+    "seed004-pgmap-references-not-taken": (
+        "legacy-namespace-cycles",
+        "kernel-splat",
+        "percpu_ref",
+    ),
+}
+
+
+def run(kernel: Path, scenarios: str, out: Path) -> tuple[int, dict[str, Any]]:
+    report = out / "report.json"
+    done = memharness(
+        "run",
+        "--arch",
+        "x86_64",
+        "--scenario",
+        scenarios,
+        "--kernel",
+        f"x86_64={kernel}",
+        "--artifacts",
+        str(out),
+        "--json",
+        str(report),
+        "-j",
+        "1",
+        timeout=1800,
+    )
+    return done.returncode, json.loads(report.read_text())
+
+
+def test_clean_build_is_green_for_the_seed_scenarios(tmp_path: Path) -> None:
+    clean = build_kernel(get_arch("x86_64"), debian_source(), list(DEFAULT_FRAGMENTS))
+    code, data = run(clean, ",".join(s for s, _, _ in PLANTED.values()), tmp_path)
+    rows = {r["scenario"]: r for r in data["results"]}
+    assert code == 0, data["results"]
+    assert {r["outcome"] for r in rows.values()} == {"pass"}, rows
+
+
+@pytest.mark.parametrize("patch", sorted(PLANTED))
+def test_planted_seed_bug_turns_its_scenario_red(
+    planted_tree: PlantedTree, patch: str, tmp_path: Path
+) -> None:
+    scenario, outcome, evidence = PLANTED[patch]
+    commit = commit_patch(planted_tree, PLANTED_PATCHES / f"{patch}.patch")
+    source = user_source(planted_tree.path, commit)
+    kernel = build_kernel(get_arch("x86_64"), source, list(DEFAULT_FRAGMENTS))
+    assert kernel.parent == source.path  # built inside its own tree: ccache stays warm
+    code, data = run(kernel, scenario, tmp_path)
+    (row,) = data["results"]
+    assert code == 1, row
+    assert row["outcome"] == outcome, row
+    said = " ".join([row["reason"] or "", *row["splats"], *row["failures"]])
+    assert evidence in said, row
+    if outcome == "kernel-splat":
+        assert row["new_splats"], "a planted bug is new, not a registered known issue"
