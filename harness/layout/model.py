@@ -75,7 +75,9 @@ class Layout:
           hotplug — boot RAM (optionally limited by mem=) plus room for memory devices that
                     scenario steps add, resize and remove over QMP (pc-dimm, nvdimm,
                     virtio-mem); ``online`` is memhp_default_state for what gets plugged
-                    (default offline, always put on the command line: kernels differ)
+                    (default offline, always put on the command line: kernels differ);
+                    ``cxl`` adds a CXL type-3 device (x86_64) behind a CXL host bridge, whose
+                    regions the scenario creates and destroys in the guest
     """
 
     kind: str
@@ -89,6 +91,7 @@ class Layout:
     maxmem: int = 0
     virtio_mem: tuple[VirtioMem, ...] = ()  # hotplug: virtio-mem devices present from boot
     online: str = ""  # hotplug: memhp_default_state for plugged memory ("" = offline, stated)
+    cxl: int = 0  # hotplug: size of a CXL type-3 device's persistent memory (0: none)
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Layout":
@@ -109,6 +112,7 @@ class Layout:
             "maxmem",
             "virtio_mem",
             "online",
+            "cxl",
         }
         unknown = set(data) - known
         if unknown:
@@ -128,4 +132,5 @@ class Layout:
                 for v in data.get("virtio_mem", [])
             ),
             online=str(data.get("online", "")),
+            cxl=parse_size(data.get("cxl", 0)),
         )

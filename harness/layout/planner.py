@@ -463,12 +463,49 @@ def _plan_hotplug(layout: Layout, arch: ArchProfile) -> Plan:
             f"virtio-mem-pci,id={dev.id},memdev=mem-{dev.id},memaddr={region.start:#x},"
             f"requested-size={dev.requested}",
         ]
+    args += _cxl_args(layout, arch)
     notes = ("memory devices are added, resized and removed by the scenario's steps",)
     return replace(
         _finish(layout, arch, ram, [], qemu_args=tuple(args), cmdline=tuple(cmdline), notes=notes),
         window=window,
         boot_devices=tuple(devices),
     )
+
+
+CXL_ARCHES = ("x86_64",)  # QEMU 7.2's pxb-cxl host bridge and its fixed window are q35's
+CXL_LSA = 2 * MiB  # the type-3 device's label storage area (namespace labels)
+CXL_WINDOW = 4 * GiB  # the fixed memory window (CFMWS) regions are created in
+
+
+def _cxl_args(layout: Layout, arch: ArchProfile) -> list[str]:
+    """QEMU arguments for the layout's CXL type-3 device: one host bridge, one root port, one
+    device with its persistent memory and label area, one fixed window targeting the bridge.
+    QEMU places the window after all other memory, so a layout with room for memory devices
+    (maxmem) would move it: refused, since nothing here plans where it lands."""
+    if not layout.cxl:
+        return []
+    if arch.name not in CXL_ARCHES:
+        raise UserError(f"a cxl layout needs {' or '.join(CXL_ARCHES)} (QEMU's pxb-cxl is q35's)")
+    if layout.maxmem or layout.slots or layout.virtio_mem:
+        raise UserError("a cxl layout has no maxmem, slots or virtio_mem: drop them")
+    if layout.cxl % arch.section_size or layout.cxl > CXL_WINDOW:
+        raise UserError(f"cxl {fmt_size(layout.cxl)} must be a multiple of 128M, at most 4G")
+    return [
+        "-machine",
+        "cxl=on",
+        "-object",
+        f"memory-backend-ram,id=cxl-mem0,size={layout.cxl}",
+        "-object",
+        f"memory-backend-ram,id=cxl-lsa0,size={CXL_LSA}",
+        "-device",
+        "pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1",
+        "-device",
+        "cxl-rp,port=0,bus=cxl.1,id=cxl-rp0,chassis=0,slot=2",
+        "-device",
+        "cxl-type3,bus=cxl-rp0,memdev=cxl-mem0,lsa=cxl-lsa0,id=cxl-pmem0",
+        "-machine",
+        f"cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size={CXL_WINDOW}",
+    ]
 
 
 def render(p: Plan) -> str:

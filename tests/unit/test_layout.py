@@ -99,6 +99,7 @@ def test_dt_plan_node() -> None:
 LEGACY = {"kind": "legacy", "memory": "2G"}
 NFIT = {"kind": "nfit", "memory": "2G", "slots": 4, "maxmem": "8G"}
 DT = {"kind": "dt", "memory": "1280M", "mem_limit": "1088M"}
+HOTPLUG = {"kind": "hotplug", "memory": "1G"}
 
 
 def pmem(start: str, size: str) -> list[dict[str, str]]:
@@ -143,9 +144,24 @@ def pmem(start: str, size: str) -> list[dict[str, str]]:
         ),
         ({**NFIT, "nvdimms": pmem("0x100000000", "64M")}, X86_64, "no device memory in a section"),
         ({"kind": "cxl", "memory": "2G"}, X86_64, "unknown layout kind"),
+        ({**HOTPLUG, "cxl": "1G"}, ARM64, "a cxl layout needs x86_64"),
+        ({**HOTPLUG, "cxl": "1G", "maxmem": "4G", "slots": 2}, X86_64, "no maxmem, slots"),
+        ({**HOTPLUG, "cxl": "100M"}, X86_64, "multiple of 128M"),
+        ({**HOTPLUG, "cxl": "8G"}, X86_64, "at most 4G"),
         ({**LEGACY, "pmem": pmem("0x40000000", "64M"), "numa": 2}, X86_64, "unknown keys"),
     ],
 )
 def test_refused_layouts(data: dict[str, object], arch: object, needle: str) -> None:
     with pytest.raises(UserError, match=needle):
         plan(Layout.from_data(data), arch)  # type: ignore[arg-type]
+
+
+def test_cxl_layout_qemu_arguments() -> None:
+    """One host bridge, root port and type-3 device with its label area, one fixed window
+    aimed at the bridge: the topology QEMU 7.2 documents, with the machine's cxl switch."""
+    args = plan(Layout.from_data({**HOTPLUG, "cxl": "1G"}), X86_64).qemu_args
+    assert list(args[:2]) == ["-machine", "cxl=on"]
+    assert "memory-backend-ram,id=cxl-mem0,size=1073741824" in args
+    assert "cxl-type3,bus=cxl-rp0,memdev=cxl-mem0,lsa=cxl-lsa0,id=cxl-pmem0" in args
+    assert args[-2:] == ("-machine", "cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4294967296")
+    assert len(args) == 14 and all(a.startswith("-") for a in args[::2])  # option, value
