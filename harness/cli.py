@@ -422,8 +422,9 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         print(json.dumps([s.to_json() for s in catalogue], indent=2))
         return 0
     width = max(len(s.name) for s in catalogue)
+    print(f"{'scenario':<{width}}  {'arch':<7} {'seeds':<9} summary")
     for s in catalogue:
-        print(f"{s.name:<{width}}  {s.arch:<7} {s.summary}")
+        print(f"{s.name:<{width}}  {s.arch:<7} {','.join(s.seeds) or '-':<9} {s.summary}")
     return 0
 
 

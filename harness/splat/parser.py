@@ -368,6 +368,19 @@ class Parser:
         site = fr.crash_site(body)
         if "site" in rule.frame_sources and site and not _skipped(site, skips):
             frame = site if rule.frame_sources[0] == "site" else frame or site
+        if (
+            kind == "WARNING"
+            and frame is not None
+            and site
+            and _skipped(frame, self.rules.machinery)
+            and not _skipped(site, (*rule.skip, *self.rules.skip))
+        ):
+            # A WARN() is a deliberate check at its site.  When nothing but dispatchers called
+            # that site (an RCU or timer callback that is itself a library function, like
+            # percpu_ref_switch_to_atomic_rcu), the site names the check better than the
+            # dispatcher that ran it.  Not for faults: a fault's site may be a trampoline
+            # into garbage (an indirect-call thunk), and then the dispatcher is all we know.
+            frame = site
         func = fields.get("func")
         if func:
             func = fr.clean(func)
