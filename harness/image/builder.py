@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from harness import proc
 from harness.arch import ArchProfile
 from harness.cache import build_once, digest, file_digest, tree_digest
 from harness.datafile import load_toml, reject_unknown
@@ -194,7 +195,9 @@ def build_modules_part(kernel: Kernel, recipe: Recipe) -> tuple[Path, str, modse
     # Content, not names: two builds may share an identity (the same commit built in a git
     # worktree and exported has a different localversion) but never these bytes.
     contents = [(r, file_digest(modules_dir / r)) for r in selection.paths] if modules_dir else []
-    key = digest("modules", kernel.identity, kernel.release, contents, dep_text, builtin_text)[:32]
+    key = digest(
+        "modules", MODULES_FORMAT, kernel.identity, kernel.release, contents, dep_text, builtin_text
+    )[:32]
 
     def build(tmp: Path) -> None:
         cpio = Archive()
@@ -208,9 +211,33 @@ def build_modules_part(kernel: Kernel, recipe: Recipe) -> tuple[Path, str, modse
                 modsel.filtered_modules_dep(dep_text, selection.paths).encode(),
             )
             cpio.add_file(f"{base}/modules.builtin", builtin_text.encode())
+            for name, data in module_indexes(kernel.release, modules_dir, selection.paths, tmp):
+                cpio.add_file(f"{base}/{name}", data)
         (tmp / "modules.cpio").write_bytes(cpio.to_bytes())
 
     return build_once("images", f"modules-{key}", build) / "modules.cpio", key, selection
+
+
+INDEX_SOURCES = ("modules.builtin", "modules.builtin.modinfo", "modules.order")
+MODULES_FORMAT = 2  # what a modules part holds; 2: depmod's binary indexes too
+
+
+def module_indexes(
+    release: str, modules_dir: Path, paths: tuple[str, ...], tmp: Path
+) -> list[tuple[str, bytes]]:
+    """depmod's binary indexes (modules.dep.bin, modules.builtin.bin, ...) of the copied
+    modules.  libkmod, which daxctl and ndctl load drivers through, finds modules, and knows
+    a built-in one from a missing one, only through these: without modules.builtin.bin,
+    `daxctl reconfigure-device --mode=system-ram` fails on a kernel with kmem built in."""
+    tree = tmp / "depmod" / "lib" / "modules" / release
+    for rel in (*paths, *INDEX_SOURCES):
+        if (modules_dir / rel).is_file():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(modules_dir / rel, tree / rel)
+    tree.mkdir(parents=True, exist_ok=True)
+    depmod = proc.require_tool("depmod", "kmod")
+    proc.run([depmod, "-b", str(tmp / "depmod"), release], timeout=120, what="depmod")
+    return [(p.name, p.read_bytes()) for p in sorted(tree.glob("modules.*.bin"))]
 
 
 def build_guest_image(kernel: Kernel, recipe: Recipe | None = None) -> GuestImage:

@@ -105,24 +105,30 @@ def build_command(options: list[str], arch: ArchProfile) -> str:
     """The ``memharness kernel build`` that gives a kernel ``options`` (as missing_options
     names them: 'KASAN', 'MEMCG=n'): the default fragments plus every kconfigs/ topic that
     sets an option the defaults do not.  A KASAN requirement thus names the kasan fragment;
-    an option no fragment sets (or one asked to be off) leaves the defaults alone."""
+    an option no topic sets is named, for a fragment of the user's own; one asked to be off
+    leaves the defaults alone."""
     wanted = {o.removeprefix("CONFIG_") for o in options if "=" not in o}
     topics = sorted(p.stem for p in KCONFIGS.glob("*.config") if p.stem != "base")
-    extra = []
+    extra: list[str] = []
+    provided: set[str] = set()
     for topic in topics:
-        if topic in DEFAULT_FRAGMENTS:
-            continue
-        sets = set()
-        for path in fragment_files([topic], arch)[1:]:
-            sets |= {
-                r.option.removeprefix("CONFIG_")
-                for r in fragment_requirements(path.read_text())
-                if r.accepted != ("n",)
-            }
-        if wanted & sets:
+        sets = {
+            r.option.removeprefix("CONFIG_")
+            for path in fragment_files([topic], arch)[1:]
+            for r in fragment_requirements(path.read_text())
+            if r.accepted != ("n",)
+        }
+        provided |= sets & wanted
+        if sets & wanted and topic not in DEFAULT_FRAGMENTS:
             extra.append(topic)
-    fragments = "".join(f" --fragment {f}" for f in (*DEFAULT_FRAGMENTS, *extra)) if extra else ""
-    return f"memharness kernel build --arch {arch.name}{fragments}"
+    unset = sorted(wanted - provided)
+    chosen = [*DEFAULT_FRAGMENTS, *extra, *(["FILE"] if unset else [])]
+    fragments = "".join(f" --fragment {f}" for f in chosen) if extra or unset else ""
+    command = f"memharness kernel build --arch {arch.name}{fragments}"
+    if unset:
+        names = ", ".join(f"CONFIG_{o}" for o in unset)
+        return f"{command} (FILE: a fragment of yours with {names}; no kconfigs/ topic sets it)"
+    return command
 
 
 def check_host(arch: ArchProfile) -> list[str]:

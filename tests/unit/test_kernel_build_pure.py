@@ -118,7 +118,6 @@ def test_build_directories(tmp_path: Path) -> None:
         (["CONFIG_KASAN", "CONFIG_DEBUG_INFO_DWARF5"], ["debug-info", "kasan"]),
         (["CONFIG_ZONE_DEVICE", "CONFIG_IO_URING"], []),  # the defaults set them
         (["CONFIG_MEMCG=n"], []),  # asked off: no fragment turns options off
-        (["CONFIG_NO_SUCH_OPTION"], []),
     ],
 )
 def test_the_build_command_names_the_fragments_a_requirement_needs(
@@ -129,3 +128,12 @@ def test_the_build_command_names_the_fragments_a_requirement_needs(
     extra = "".join(f" --fragment {f}" for f in fragments)
     want = "memharness kernel build --arch x86_64" + (defaults + extra if fragments else "")
     assert command == want
+
+
+def test_an_option_no_fragment_sets_asks_for_a_fragment_of_the_users_own() -> None:
+    command = build_command(["CONFIG_NUMA", "CONFIG_KASAN"], X86_64)
+    defaults = "".join(f" --fragment {f}" for f in DEFAULT_FRAGMENTS)
+    assert command.startswith(f"memharness kernel build --arch x86_64{defaults} --fragment kasan")
+    assert command.endswith(
+        " --fragment FILE (FILE: a fragment of yours with CONFIG_NUMA; no kconfigs/ topic sets it)"
+    )
