@@ -24,6 +24,7 @@ import pytest
 from harness.arch import get_arch
 from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel
 from harness.kernel.source import debian_source, user_source
+from harness.known.registry import load_registry
 from tests.integration.cli import memharness
 from tests.integration.kernel_tree import PLANTED_PATCHES, PlantedTree, commit_patch
 
@@ -73,7 +74,14 @@ def test_clean_build_is_green_for_the_seed_scenarios(tmp_path: Path) -> None:
     code, data = run(clean, ",".join(s for s, _, _ in PLANTED.values()), tmp_path)
     rows = {r["scenario"]: r for r in data["results"]}
     assert code == 0, data["results"]
-    assert {r["outcome"] for r in rows.values()} == {"pass"}, rows
+    # green: every scenario passes, or meets only a registered race (the namespace cycles race
+    # kpageflags against mapping and unmapping, seed 000's flaky stable_page_flags window)
+    flaky = [i for i in load_registry().issues if i.flaky]
+    for row in rows.values():
+        assert row["new_splats"] == [], row
+        if row["outcome"] != "pass":
+            assert row["verdict"] == "known issue", row
+            assert all(any(i.matches_title(t) for i in flaky) for t in row["splats"]), row
 
 
 @pytest.mark.parametrize("patch", sorted(PLANTED))
