@@ -68,7 +68,8 @@ class Scenario:
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Scenario":
-        name = str(data.get("name", "?"))
+        # printable in one-line errors, whatever the name holds (a newline, a control char)
+        name = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(data.get("name", "?")))
         reject_unknown(data, SCENARIO_KEYS, f"scenario {name}")
         try:
             scenario = cls(
