@@ -514,7 +514,8 @@ out:
 }
 
 /* ---- hold: pins held while a command runs --------------------------------------------- */
-static sigjmp_buf bus_jump;
+/* One SIGBUS landing per thread: the toucher's, then the main thread's checks after CMD. */
+static __thread sigjmp_buf bus_jump;
 static void on_bus(int sig) { (void)sig; siglongjmp(bus_jump, 1); }
 
 /* A thread (not a child: a fork would make anonymous pages copy-on-write, and a FOLL_GET
@@ -527,13 +528,11 @@ struct touch {
 	volatile int stop;
 	const char *ended;
 };
-static __thread sigjmp_buf touch_jump;
-static void on_touch_bus(int sig) { (void)sig; siglongjmp(touch_jump, 1); }
 
 static void *toucher(void *arg)
 {
 	struct touch *t = arg;
-	if (sigsetjmp(touch_jump, 1)) {
+	if (sigsetjmp(bus_jump, 1)) {
 		t->ended = "SIGBUS";
 		return NULL;
 	}
@@ -580,7 +579,7 @@ static int run_hold(const char *kind, const char *path, char **cmd)
 	/* the command runs with the pins held and a thread touching every page (past the
 	 * first word of each, which the coherence checks below own) */
 	struct touch touch = {.map = map, .len = len, .ended = "died"};
-	struct sigaction bus = {.sa_handler = on_touch_bus};
+	struct sigaction bus = {.sa_handler = on_bus};
 	pthread_t thread;
 	sigaction(SIGBUS, &bus, NULL);
 	if (pthread_create(&thread, NULL, toucher, &touch) != 0)
@@ -619,9 +618,7 @@ static int run_hold(const char *kind, const char *path, char **cmd)
 		unlink(out_name);
 	}
 	printf("\", \"checks\": [");
-	struct sigaction sa = {.sa_handler = on_bus};
-	sigaction(SIGBUS, &sa, NULL);
-	if (sigsetjmp(bus_jump, 1)) {
+	if (sigsetjmp(bus_jump, 1)) { /* on_bus is installed since the toucher started */
 		check("mapping-after", 1, "the mapping is gone (SIGBUS): the kernel took it away");
 	} else {
 		if (longterm == 0)
