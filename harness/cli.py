@@ -131,6 +131,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "Debian's kernel package, 6.1)",
     )
     p.add_argument("--modules", metavar="DIR", help="INSTALL_MOD_PATH of --kernel's modules")
+    _add_image(p)
     p.add_argument(
         "--keep",
         metavar="N",
@@ -138,6 +139,27 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="after the run, keep only the N newest run directories under --artifacts",
     )
     _add_artifacts_and_accel(p)
+
+
+def _add_image(p: argparse.ArgumentParser) -> None:
+    from harness.image.builder import IMAGE_KINDS
+
+    p.add_argument(
+        "--image",
+        default="initramfs",
+        choices=IMAGE_KINDS,
+        help="guest userspace: the busybox initramfs (default) or a Debian bookworm root "
+        "filesystem on a disk, reachable over SSH (needs kconfigs/userspace.config in the kernel)",
+    )
+
+
+def _add_debian_guest(p: argparse.ArgumentParser, scenario_help: str) -> None:
+    """What `shell` and `selftests` share: one arch, a kernel, the Debian image, a scenario."""
+    p.add_argument("--arch", default="x86_64", help=f"one of {', '.join(ARCHES)}")
+    _add_common(p)
+    p.set_defaults(image="debian")
+    p.add_argument("--scenario", help=scenario_help)
+    _add_catalogue(p)
 
 
 def _add_artifacts_and_accel(p: argparse.ArgumentParser) -> None:
@@ -177,6 +199,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
             artifacts_root=args.artifacts,
             accel=args.accel,
             boot_timeout=args.boot_timeout,
+            image=args.image,
+            over_ssh=args.ssh,
         )
     except RunInterrupted as stop:
         with proc.shielded():
@@ -216,6 +240,72 @@ def _render_boot(
         boot,
         result.artifacts,
     )
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from harness.kernel.resolve import spec_for_arch
+    from harness.shell import ShellRequest, open_shell
+
+    arch = get_arch(args.arch)
+    command = tuple(args.command[1:] if args.command[:1] == ["--"] else args.command)
+    request = ShellRequest(
+        arch=arch,
+        kernel_spec=spec_for_arch(args.kernel, arch),
+        modules=args.modules,
+        artifacts=args.artifacts,
+        accel=args.accel,
+        image=args.image,
+        scenario=args.scenario,
+        until=args.until,
+        command=command,
+        catalogue=args.catalogue,
+    )
+    result, status = open_shell(request)
+    titles = [s.title for s in result.splats]
+    if titles:
+        log.warning("%d splat(s) during the session: %s", len(titles), "; ".join(titles))
+    log.info("%s: %s [artifacts: %s]", result.outcome, result.reason, result.artifacts)
+    _rotate(args)
+    if result.outcome not in (Outcome.PASS, Outcome.COMMAND_FAILED):
+        return BISECT_EXIT[result.outcome]
+    return status
+
+
+def cmd_selftests(args: argparse.Namespace) -> int:
+    """Exit 0 when every run passed, was skipped or failed only in registered ways; 1 when
+    one failed or could not run; an infrastructure error exits like `boot` does."""
+    from harness.kernel.resolve import spec_for_arch
+    from harness.selftests import report as render
+    from harness.selftests.runner import SelftestsRequest, run_selftests
+
+    if args.image != "debian":
+        raise UserError("memharness selftests needs --image debian: the initramfs has no sshd")
+    arch = get_arch(args.arch)
+    request = SelftestsRequest(
+        arch=arch,
+        kernel_spec=spec_for_arch(args.kernel, arch),
+        modules=args.modules,
+        artifacts=args.artifacts,
+        src=args.src,
+        tests=args.tests,
+        scenario=args.scenario,
+        accel=args.accel,
+        catalogue=args.catalogue,
+        registry=args.registry,
+    )
+    report = run_selftests(request)
+    with proc.shielded():
+        print(render.table(report))
+        if args.json:
+            _write_report(args.json, render.to_json(report) + "\n")
+        if args.junit:
+            _write_report(args.junit, render.to_junit(report) + "\n")
+    _rotate(args)
+    record = report.record
+    if record is not None and record.outcome == Outcome.INFRA_ERROR:
+        log.error("infrastructure error: %s", record.reason)
+        return BISECT_EXIT[record.outcome]
+    return 1 if report.failed else 0
 
 
 def cmd_splats(args: argparse.Namespace) -> int:
@@ -276,6 +366,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         shard=parse_shard(args.shard) if args.shard else None,
         durations=args.durations,
         snapshots=not args.fresh_boots,
+        image=args.image,
     )
     show = logsetup.progress_enabled()
 
@@ -497,9 +588,48 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--boot-timeout", type=seconds, default=180.0, help="boot timeout in seconds")
     boot.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     boot.add_argument(
+        "--ssh", action="store_true", help="run CMD over SSH (with --image debian), not the agent"
+    )
+    boot.add_argument(
         "command", nargs=argparse.REMAINDER, help="-- CMD [ARG...] (default: uname -a)"
     )
     boot.set_defaults(func=cmd_boot)
+
+    shell = sub.add_parser(
+        "shell",
+        help="a root shell in a guest (Debian image), optionally after a scenario's steps",
+        description="Boots (the scenario's layout with --scenario), plays the scenario's steps "
+        "up to --until STEP, then logs you in over SSH; the console is captured throughout and "
+        "its splats are reported when you log out.  With CMD, runs it instead of a shell.",
+    )
+    _add_debian_guest(shell, "boot this scenario's layout and play its steps")
+    shell.add_argument("--until", metavar="STEP", help="stop the scenario after this step")
+    shell.add_argument(
+        "command", nargs=argparse.REMAINDER, help="-- CMD [ARG...] (default: a shell)"
+    )
+    shell.set_defaults(func=cmd_shell)
+
+    st = sub.add_parser(
+        "selftests",
+        help="run the kernel's mm selftests in a guest (Debian image) with a memharness layout",
+        description="Builds tools/testing/selftests/mm (vm before 6.3) of --src for the guest "
+        "arch, boots the Debian image with --scenario's layout and steps, runs each chosen "
+        "test as run_vmtests.sh does and reports every run; a splat during a run fails it.",
+    )
+    _add_debian_guest(
+        st, "the guest's layout and steps (default: selftests-layout, -arm64 on arm64)"
+    )
+    st.add_argument(
+        "--src",
+        metavar="TREE",
+        help="kernel tree (or debian:SERIES) whose selftests to build (default: the kernel's own "
+        "source; a newer tree's selftests run on older kernels)",
+    )
+    st.add_argument("--tests", metavar="A,B", help="selftests to run (default: cow,gup_test)")
+    st.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    st.add_argument("--junit", metavar="FILE", help="also write JUnit XML (one case per run)")
+    _add_registry(st)
+    st.set_defaults(func=cmd_selftests)
 
     splats = sub.add_parser("splats", help="find kernel splats in console logs")
     splats.add_argument("files", nargs="+", metavar="FILE")

@@ -24,7 +24,7 @@ import pytest
 
 from harness.arch import ARCHES, ArchProfile, parse_arches
 from harness.errors import MemharnessError
-from harness.image.builder import GuestImage, build_guest_image
+from harness.image.builder import IMAGE_KINDS, GuestImage, prepare_image
 from harness.kernel.model import Kernel
 from harness.kernel.resolve import resolve_kernel, spec_for_arch
 from harness.vm.machine import VM, VMOptions
@@ -45,6 +45,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="[ARCH=]PATH",
         help="kernel to boot (repeatable, per arch); default: Debian's package",
+    )
+    group.addoption(
+        "--image",
+        default=os.environ.get("MEMHARNESS_IMAGE", "initramfs"),
+        choices=IMAGE_KINDS,
+        help="guest userspace for the memharness fixtures and --scenarios (default: %(default)s)",
     )
     group.addoption(
         "--artifacts",
@@ -96,6 +102,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("arch", arches, ids=[a.name for a in arches], scope="session")
 
 
+def image_kind(config: pytest.Config) -> str:
+    """--image: which guest userspace the fixtures and collected scenarios boot."""
+    return str(config.getoption("--image"))
+
+
 @pytest.fixture(scope="session")
 def prepared(request: pytest.FixtureRequest) -> Callable[[ArchProfile], tuple[Kernel, GuestImage]]:
     """arch → (kernel, guest image) for the selected --kernel, prepared once per session."""
@@ -106,7 +117,7 @@ def prepared(request: pytest.FixtureRequest) -> Callable[[ArchProfile], tuple[Ke
             spec = spec_for_arch([str(v) for v in request.config.getoption("--kernel")], arch)
             try:
                 kernel = resolve_kernel(arch, spec)
-                cache[arch.name] = (kernel, build_guest_image(kernel))
+                cache[arch.name] = (kernel, prepare_image(kernel, image_kind(request.config)))
             except MemharnessError as exc:
                 pytest.fail(f"memharness: {exc}", pytrace=False)
         return cache[arch.name]
@@ -287,7 +298,7 @@ class ScenarioItem(pytest.Item):
         try:
             if arch.name not in cache:
                 kernel = resolve_kernel(arch, spec)
-                cache[arch.name] = (kernel, build_guest_image(kernel))
+                cache[arch.name] = (kernel, prepare_image(kernel, image_kind(config)))
             kernel, image = cache[arch.name]
             check_scenarios([self.scenario], {arch.name: kernel})
             root = Path(str(config.getoption("--artifacts"))) / "pytest"

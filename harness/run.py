@@ -46,7 +46,7 @@ from harness.result import (
     unstarted_result,
     write_result,
 )
-from harness.session import prepare, reproducer
+from harness.session import image_flags, prepare, reproducer
 from harness.shard import Shard, load_durations, select_shard
 from harness.splat import Splat
 from harness.splat.parser import dedupe
@@ -103,6 +103,15 @@ def vm_options(scenario: Scenario, planned: Planned, accel: str) -> VMOptions:
     )
 
 
+def first_boot_runner(scenario: Scenario, kernel: Kernel, vm: VM, planned: Planned) -> GuestSteps:
+    """What plays ``scenario`` on one guest that stays up afterwards (`memharness shell`,
+    `memharness selftests`): the hotplug steps, or a collision scenario's main boot."""
+    if planned.hotplug is not None:
+        return HotplugRun(scenario, kernel, vm, planned.layout, planned.hotplug)
+    phase = boots_for(scenario, kernel)[0][0]
+    return CollisionRun(scenario, kernel, vm, planned.layout, phase, None)
+
+
 def skip_reason(scenario: Scenario, kernel: Kernel, planned: Planned) -> str | None:
     """Why this kernel or host cannot run ``scenario`` (None: it can)."""
     needed = scenario.requires + (planned.hotplug.requires if planned.hotplug else ())
@@ -144,7 +153,8 @@ def run_scenario(
     known-issues registry (default: the built-in one).  A signal ends it as ``interrupted``
     with its record written (``RunInterrupted``).  With ``snapshots`` the poison phases start
     from the main boot's saved setup instead of booting (harness/vm/snapshot.py)."""
-    repro = reproducer("run", kernel.arch, kernel_spec, "--scenario", scenario.name)
+    flags = image_flags(image.name)
+    repro = reproducer("run", kernel.arch, kernel_spec, *flags, "--scenario", scenario.name)
     artifacts = artifacts_dir(artifacts_root, scenario.name, kernel.arch.name)
     started = time.monotonic()
     vms: list[VM] = []
@@ -165,7 +175,8 @@ def run_scenario(
         if planned.hotplug:
             image = with_test_modules(image, kernel, planned.hotplug.test_modules)
         (artifacts / "layout.txt").write_text(render(planned.layout) + "\n")
-        with SetupSnapshot(enabled=snapshots) as saved:
+        # A saved state holds no disk: the Debian image's guests always boot.
+        with SetupSnapshot(enabled=snapshots and image.rootfs is None) as saved:
             for n, phase in enumerate(boots):
                 if proc.stopping.is_set() and vms:
                     break  # a parallel run is stopping: the boots so far are the record
@@ -356,6 +367,7 @@ class RunRequest:
     shard: Shard | None = None  # run only this shard of the selection (harness/shard.py)
     durations: Path | None = None  # what balances the shards (default: the built-in table)
     snapshots: bool = True  # poison phases restore the main boot's setup (False: --fresh-boots)
+    image: str = "initramfs"  # guest userspace (harness/image/builder.py IMAGE_KINDS)
 
 
 @dataclass
@@ -409,6 +421,16 @@ def select_scenarios(request: RunRequest) -> list[Scenario]:
     return scenarios
 
 
+def one_scenario(name: str, arch: ArchProfile, catalogue: Path | None = None) -> Scenario:
+    """The catalogue's scenario ``name`` for ``arch`` (what `shell` and `selftests` boot), or
+    a one-line error."""
+    request = RunRequest(arches=(arch,), scenarios=name, catalogue=catalogue or CATALOGUE)
+    found = select_scenarios(request)
+    if len(found) != 1:
+        raise UserError(f"--scenario takes one scenario of {arch.name}, not {len(found)}")
+    return found[0]
+
+
 def shard_record(request: RunRequest) -> dict[str, Any] | None:
     """What a shard's report carries for `memharness merge` (None when not a shard)."""
     if request.shard is None:
@@ -431,7 +453,8 @@ def prepare_selection(
     for name in sorted({s.arch for s in scenarios}, reverse=True):
         arch = get_arch(name)
         progress(f"preparing {name} kernel and guest image")
-        prepared[name] = prepare(arch, spec_for_arch(list(request.kernels), arch), request.modules)
+        spec = spec_for_arch(list(request.kernels), arch)
+        prepared[name] = prepare(arch, spec, request.modules, request.image)
     check_scenarios(scenarios, {a: k for a, (k, _) in prepared.items()})
     return Selection(request, scenarios, prepared, load_registry(request.registry))
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from harness.arch import ArchProfile
 from harness.artifacts import artifacts_dir
-from harness.image.builder import GuestImage, build_guest_image
+from harness.errors import UserError
+from harness.image.builder import GuestImage, prepare_image
 from harness.kernel.model import Kernel
 from harness.kernel.resolve import resolve_kernel
 from harness.result import RunResult, bytes_json, finish_run, record_interruption
@@ -21,12 +22,17 @@ from harness.vm.machine import VM, VMOptions, require_qemu
 
 
 def prepare(
-    arch: ArchProfile, kernel_spec: str | None, modules: str | None = None
+    arch: ArchProfile, kernel_spec: str | None, modules: str | None = None, image: str = "initramfs"
 ) -> tuple[Kernel, GuestImage]:
     """Checks the host and the inputs, then fetches/builds the kernel and image (cached)."""
     require_qemu(arch)
     kernel = resolve_kernel(arch, kernel_spec, modules)
-    return kernel, build_guest_image(kernel)
+    return kernel, prepare_image(kernel, image)
+
+
+def image_flags(image: str) -> list[str]:
+    """The command-line words that choose ``image`` (none for the default)."""
+    return [] if image == "initramfs" else ["--image", image]
 
 
 def reproducer(subcommand: str, arch: ArchProfile, kernel_spec: str | None, *extra: str) -> str:
@@ -48,21 +54,28 @@ def boot_and_run(
     artifacts_root: Path,
     accel: str = "tcg",
     boot_timeout: float = 180.0,
+    image: str = "initramfs",
+    over_ssh: bool = False,
 ) -> tuple[RunResult, CommandResult | None]:
     """Boots, runs ``argv`` once (exactly as exec would get it), stops; returns the run and the
-    command's result.  A signal stops QEMU and still writes the run's record, with outcome
+    command's result (``over_ssh``: through an SSH login into the Debian image instead of the
+    agent).  A signal stops QEMU and still writes the run's record, with outcome
     ``interrupted`` (``RunInterrupted`` carries it)."""
-    kernel, image = prepare(arch, kernel_spec, modules)
+    if over_ssh and image != "debian":
+        raise UserError("--ssh needs --image debian: the initramfs runs no sshd")
+    kernel, guest = prepare(arch, kernel_spec, modules, image)
     started = time.monotonic()
     artifacts = artifacts_dir(artifacts_root, "boot", arch.name)
-    repro = reproducer("boot", arch, kernel_spec, "--timeout", f"{timeout:g}", "--", *argv)
+    flags = [*image_flags(image), *(["--ssh"] if over_ssh else [])]
+    repro = reproducer("boot", arch, kernel_spec, *flags, "--timeout", f"{timeout:g}", "--", *argv)
     options = VMOptions(accel=accel, boot_timeout=boot_timeout, command_timeout=timeout)
     cmd_result = None
-    vm = VM(kernel, image, artifacts, options)
+    vm = VM(kernel, guest, artifacts, options)
     try:
         with vm:
             if vm.ready:
-                cmd_result = vm.run(argv_script(argv), timeout=timeout)
+                run = vm.ssh_run if over_ssh else vm.run
+                cmd_result = run(argv_script(argv), timeout=timeout)
     except KeyboardInterrupt as exc:
         raise record_interruption(
             exc, lambda override: finish_run(vm, "boot", repro, started, override=override)

@@ -11,6 +11,7 @@ DEBS=(
   gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils
   python3-venv ca-certificates apt
   make bc bison flex libelf-dev libssl-dev ccache git
+  e2fsprogs fakeroot openssh-client  # the Debian guest image (mke2fs -d), `memharness shell`
   chromium poppler-utils  # the HTML report is tested in a real browser (print to PDF, read it)
 )
 

@@ -47,6 +47,10 @@ class StepRecord:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+class ReachedStep(Exception):
+    """The step ``GuestSteps.until`` names has finished: `memharness shell` takes over."""
+
+
 class GuestSteps:
     """StepRecord bookkeeping for one scenario on one booted guest."""
 
@@ -58,6 +62,7 @@ class GuestSteps:
         self.failures: list[str] = []
         self.walkers: list[str] = []  # the scenario's walkers this kernel can run
         self.planned_walks: list[str] = []  # walk steps this boot means to run (by name)
+        self.until: str | None = None  # stop after the step of this name (ReachedStep)
 
     @property
     def label(self) -> str:
@@ -77,6 +82,8 @@ class GuestSteps:
             yield step
         finally:
             step.seconds = time.monotonic() - start
+        if self.until is not None and name == self.until:
+            raise ReachedStep(name)
 
     def _fail(self, step: StepRecord, reason: str) -> None:
         step.status = "failed"

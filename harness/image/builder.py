@@ -21,6 +21,7 @@ from harness.image import modules as modsel
 from harness.image.cpio import Archive
 from harness.image.elf import dynamic_info, is_elf
 from harness.image.helpers import build_helpers
+from harness.image.rootfs import REQUIRED_OPTIONS, Rootfs, build_rootfs
 from harness.kernel.model import Kernel
 from harness.kernel.testmod import build_test_module
 from harness.paths import GUEST_SCRIPTS, IMAGES, KMOD_SOURCES
@@ -70,6 +71,11 @@ class GuestImage:
     builtin: tuple[str, ...]  # recipe modules compiled into the kernel
     absent: tuple[str, ...]  # recipe modules this kernel does not have
     test_modules: tuple[str, ...] = ()  # guest-scripts/kmod modules, at TEST_MODULE_DIR/NAME.ko
+    rootfs: Rootfs | None = None  # the Debian image's disk (None: the initramfs is the root)
+
+    @property
+    def name(self) -> str:
+        return "debian" if self.rootfs else "initramfs"
 
 
 def _wanted_library_package(name: str) -> bool:
@@ -126,7 +132,7 @@ def build_base(arch: ArchProfile, recipe: Recipe) -> tuple[Path, str]:
                 0o755,
             )
         for script in sorted(GUEST_SCRIPTS.iterdir()):
-            if script.is_file() and script.suffix != ".c" and script.name != "init":
+            if script.is_file() and script.suffix != ".c" and not script.name.startswith("init"):
                 cpio.add_file(f"{GUEST_BIN}/{script.name}", script.read_bytes(), 0o755)
         cpio.add_file("/init", (GUEST_SCRIPTS / "init").read_bytes(), 0o755)
         cpio.add_file("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
@@ -271,3 +277,33 @@ def with_test_modules(image: GuestImage, kernel: Kernel, names: tuple[str, ...])
 
     initrd = build_once("images", f"initrd-{key}", build) / "initrd.cpio"
     return replace(image, initrd=initrd, identity=key, test_modules=tuple(built))
+
+
+IMAGE_KINDS = ("initramfs", "debian")
+
+
+def with_rootfs(image: GuestImage, kernel: Kernel) -> GuestImage:
+    """``image`` booting into the Debian image; refuses, in one line and before anything is
+    built, a kernel that could not mount it or be reached over SSH."""
+    from harness.errors import UserError
+    from harness.kernel.build import build_command
+
+    missing = kernel.missing_options(REQUIRED_OPTIONS)
+    if missing:
+        raise UserError(
+            f"kernel {kernel.release} lacks {', '.join(missing)} for --image debian: build one "
+            f"with {build_command(missing, kernel.arch)} and pass it with --kernel"
+        )
+    rootfs = build_rootfs(kernel.arch)
+    rootfs.check(kernel.arch.name)
+    return replace(image, rootfs=rootfs, identity=digest(image.identity, rootfs.identity)[:32])
+
+
+def prepare_image(kernel: Kernel, kind: str = "initramfs") -> GuestImage:
+    """The guest image of ``kind`` (IMAGE_KINDS) for ``kernel``."""
+    from harness.errors import UserError
+
+    if kind not in IMAGE_KINDS:
+        raise UserError(f"unknown image {kind!r}: use one of {', '.join(IMAGE_KINDS)}")
+    image = build_guest_image(kernel)
+    return with_rootfs(image, kernel) if kind == "debian" else image

@@ -28,7 +28,15 @@ from harness.kernel.model import Kernel
 from harness.kernel.source import Source
 from harness.paths import KCONFIGS, cache_root
 
-DEFAULT_FRAGMENTS = ("zone-device", "hotplug", "memory-failure", "debug-vm", "memcg")
+DEFAULT_FRAGMENTS = (
+    "zone-device",
+    "hotplug",
+    "memory-failure",
+    "debug-vm",
+    "memcg",
+    "userspace",
+    "gup-test",
+)
 BUILD_TIMEOUT = 4 * 3600.0
 BUILD_PREFIX = "mh-build-"  # build directories inside trees memharness owns
 

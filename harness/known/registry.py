@@ -35,6 +35,7 @@ ENTRY_KEYS = (
     "why",
     "evidence",
     "flaky",
+    "selftest",
 )
 
 
@@ -51,6 +52,7 @@ class KnownIssue:
     evidence: str = ""  # where it was seen, how it was classified
     name: str = ""  # how reports call it (default: the title or its pattern)
     flaky: bool = False  # a race: not meeting it in a run is no sign of a fix
+    selftest: str = ""  # a failing subtest of this mm selftest, not a splat (title: its name)
 
     @property
     def id(self) -> str:
@@ -108,7 +110,24 @@ class Registry:
     def known(self, splat: Splat, kernel: Kernel) -> KnownIssue | None:
         """The entry that makes ``splat`` a known issue on ``kernel``, if any."""
         return next(
-            (i for i in self.issues if i.matches(splat) and i.applies_to(kernel) is None), None
+            (i for i in self.splat_issues if i.matches(splat) and i.applies_to(kernel) is None),
+            None,
+        )
+
+    @property
+    def splat_issues(self) -> tuple[KnownIssue, ...]:
+        return tuple(i for i in self.issues if not i.selftest)
+
+    def known_selftest(self, test: str, subtest: str, kernel: Kernel) -> KnownIssue | None:
+        """The entry that makes failing subtest ``subtest`` of selftest ``test`` known on
+        ``kernel`` (a selftest that fails on a kernel for a known reason), if any."""
+        return next(
+            (
+                i
+                for i in self.issues
+                if i.selftest == test and i.matches_title(subtest) and i.applies_to(kernel) is None
+            ),
+            None,
         )
 
     def not_on(self, title: str, kernel: Kernel) -> str | None:
@@ -116,7 +135,7 @@ class Registry:
         entries for that title (its text aside: a scenario declares a title) all exclude the
         kernel (a 6.1-only bug on 6.12).  None when one applies, or none is registered (a
         declared bug nobody placed is expected everywhere)."""
-        entries = [i for i in self.issues if i.matches_title(title)]
+        entries = [i for i in self.splat_issues if i.matches_title(title)]
         reasons = [i.applies_to(kernel) for i in entries]
         if not entries or any(r is None for r in reasons):
             return None
@@ -132,11 +151,12 @@ class Registry:
             return True
         return any(
             i.matches_title(title) and i.matches(splat) and i.applies_to(kernel) is None
-            for i in self.issues
+            for i in self.splat_issues
         )
 
     def applicable(self, kernel: Kernel) -> list[KnownIssue]:
-        return [i for i in self.issues if i.applies_to(kernel) is None]
+        """Splat entries for ``kernel`` (selftest entries are the selftests command's)."""
+        return [i for i in self.splat_issues if i.applies_to(kernel) is None]
 
     def possibly_fixed(
         self, kernels: Iterable[Kernel], seen: Iterable[tuple[str, Splat]]
@@ -196,6 +216,7 @@ def load_registry(path: Path = REGISTRY) -> Registry:
                 evidence=str(entry.get("evidence", "")),
                 name=str(entry.get("name", "")),
                 flaky=flaky,
+                selftest=str(entry.get("selftest", "")),
             )
         )
     for field in ("id", "signature"):

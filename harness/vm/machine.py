@@ -32,7 +32,9 @@ from harness.vm import accel as accelmod
 from harness.vm import snapshot
 from harness.vm.channel import Channel, ChannelClosed, CommandResult, Listener, argv_script
 from harness.vm.console import ConsoleWatcher
+from harness.vm.ports import PortLease, lease_port
 from harness.vm.qmp import QMP
+from harness.vm.ssh import SSHChannel
 
 FATAL_GRACE = 5.0  # after a panic splat, how long QEMU may take to exit by itself
 CONNECT_TIMEOUT = 30.0
@@ -60,6 +62,7 @@ class VMOptions:
     panic_on_oops: bool = True  # an oops ends the run at once instead of leaving held locks
     reproducer: str = ""  # one-line command that re-runs this case
     incoming: Path | None = None  # start from this saved state (see harness/vm/snapshot.py)
+    ssh_timeout: float = 60.0  # Debian image: sshd must answer within this after the agent
 
 
 @dataclass
@@ -95,6 +98,10 @@ class VM:
         self._console: ConsoleWatcher | None = None
         self._files: list[TextIO] = []
         self._fatal_seen_at: float | None = None
+        self._ssh: SSHChannel | None = None
+        self._ssh_port: PortLease | None = None
+        self.ssh_seconds: float | None = None  # boot start to the first SSH login
+        self._started: float = 0.0
         self.argv: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -155,6 +162,7 @@ class VM:
         extra_cmdline = list(self.options.cmdline)
         if self.options.panic_on_oops:
             extra_cmdline.insert(0, "oops=panic")
+        disk_args = self._rootfs_args(extra_cmdline)
         spec = MachineSpec(
             arch=self.arch,
             kernel=self.kernel.boot_image,
@@ -171,7 +179,11 @@ class VM:
             dtb=self.options.dtb,
             firmware=Path(fw) if self.options.uefi and (fw := self.arch.firmware()) else None,
             machine_options=self.options.machine_options,
-            extra=(*self.options.extra_args, *snapshot.incoming_args(self.options.incoming)),
+            extra=(
+                *disk_args,
+                *self.options.extra_args,
+                *snapshot.incoming_args(self.options.incoming),
+            ),
         )
         if self.options.uefi and spec.firmware is None:
             raise InfraError(
@@ -186,7 +198,7 @@ class VM:
         self._console = ConsoleWatcher(self.artifacts / "console.log", self._on_console)
         stderr = self._open("qemu.stderr", "w")
         (self.artifacts / "qmp.log").write_text("# QMP traffic (connected on first use)\n")
-        start = time.monotonic()
+        start = self._started = time.monotonic()
         self._proc = proc.spawn(self.argv, stderr=stderr.fileno())
         try:
             # The QMP handshake is deferred to first use: it costs CPU the booting guest needs.
@@ -225,6 +237,89 @@ class VM:
                 self.state.infra = str(exc)
             return
         self.state.boot_seconds = time.monotonic() - start
+
+    def _rootfs_args(self, cmdline: list[str]) -> list[str]:
+        """QEMU arguments of the Debian image (disk overlay, network with the SSH forward);
+        appends its kernel arguments to ``cmdline``.  Nothing for the initramfs."""
+        rootfs = self.image.rootfs
+        if rootfs is None:
+            return []
+        rootfs.check(self.arch.name)
+        assert self._sockdir is not None
+        overlay = self._sockdir / "root.qcow2"  # per boot, removed with the socket directory
+        qemu_img = proc.require_tool("qemu-img", "qemu-utils")
+        proc.run(
+            [
+                qemu_img,
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                str(rootfs.disk),
+                str(overlay),
+            ],
+            timeout=60,
+            what="qemu-img create (Debian image overlay)",
+        )
+        if self._ssh_port is None:
+            self._ssh_port = lease_port()
+        cmdline.append("mh.root=/dev/vda")
+        forward = f"tcp:127.0.0.1:{self._ssh_port.port}-:22"
+        return [
+            "-drive",
+            f"file={overlay},if=none,id=mhroot,format=qcow2,cache=unsafe",
+            "-device",
+            "virtio-blk-pci,drive=mhroot",
+            "-netdev",
+            f"user,id=mhnet,hostfwd={forward}",
+            "-device",
+            "virtio-net-pci,netdev=mhnet",
+        ]
+
+    @property
+    def ssh_port(self) -> int | None:
+        """The host port forwarded to the guest's sshd (None: no Debian image)."""
+        return self._ssh_port.port if self._ssh_port else None
+
+    @property
+    def ssh(self) -> SSHChannel:
+        """SSH into the Debian image's guest, logged in on first use (an ``InfraError`` with
+        the console tail when that fails: never a hang)."""
+        if self._ssh is not None:
+            return self._ssh
+        rootfs = self.image.rootfs
+        if rootfs is None:
+            raise InfraError("this guest has no SSH: boot it with --image debian")
+        if not self.ready or self._ssh_port is None:
+            raise InfraError("SSH is not available: the VM is not running")
+        channel = SSHChannel(
+            self._ssh_port.port,
+            rootfs.client_key,
+            rootfs.host_key,
+            self._open("transcript.log", "a"),
+        )
+        try:
+            channel.connect(self.options.ssh_timeout, self.abort_reason)
+        except InfraError as exc:
+            self.state.infra = f"{exc}; console tail:\n{self.console_tail(15)}"
+            raise InfraError(self.state.infra) from None
+        self.ssh_seconds = time.monotonic() - self._started
+        self._ssh = channel
+        return channel
+
+    def ssh_run(
+        self, script: str, timeout: float | None = None, check: bool = True, stdin: bytes = b""
+    ) -> CommandResult:
+        """``run`` over SSH (a real login session: ptys, sftp-server's environment)."""
+        if not self.ready:
+            return self._record(
+                CommandResult(script, None, 0, b"", b"", 0.0, stopped_by="the VM is not running")
+            )
+        limit = timeout if timeout is not None else self.options.command_timeout
+        return self._judge(self.ssh.run(script, limit, self.abort_reason, stdin), limit, check)
 
     def _open(self, name: str, mode: str) -> TextIO:
         f = cast(TextIO, (self.artifacts / name).open(mode, errors="backslashreplace"))
@@ -309,13 +404,19 @@ class VM:
     ) -> CommandResult:
         """Runs a guest command; a non-zero exit is recorded as a failure when ``check``."""
         if not self.ready:
-            result = CommandResult(
-                script, None, 0, b"", b"", 0.0, stopped_by="the VM is not running"
+            return self._record(
+                CommandResult(script, None, 0, b"", b"", 0.0, stopped_by="the VM is not running")
             )
-            self.state.commands.append(result)
-            return result
         limit = timeout if timeout is not None else self.options.command_timeout
-        result = self._channels[port].run(script, limit, self.abort_reason)
+        return self._judge(self._channels[port].run(script, limit, self.abort_reason), limit, check)
+
+    def _record(self, result: CommandResult) -> CommandResult:
+        self.state.commands.append(result)
+        return result
+
+    def _judge(self, result: CommandResult, limit: float, check: bool) -> CommandResult:
+        """Records a finished command and what it says about the run (hang, exit, failure)."""
+        script = result.command
         self.state.commands.append(result)
         if result.timed_out:
             self.state.hang = f"command exceeded its {limit:.0f} s timeout: {script}"
@@ -361,6 +462,9 @@ class VM:
         if exited_by_itself and not self.state.stopping and self.state.qemu_exit is None:
             self._note_exit("QEMU exited")
         self.state.stopping = True
+        if self._ssh is not None:  # before QEMU goes: paramiko would report the reset
+            self._ssh.close()
+            self._ssh = None
         if self._proc is not None:
             if self._proc.poll() is None and self._qmp is not None:
                 with contextlib.suppress(Exception):
@@ -380,6 +484,12 @@ class VM:
         self._close_io()
 
     def _close_io(self) -> None:
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
+        if self._ssh_port is not None:
+            self._ssh_port.release()
+            self._ssh_port = None
         if self._qmp is not None:
             self._qmp.close()
             self._qmp = None

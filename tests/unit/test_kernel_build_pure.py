@@ -33,6 +33,8 @@ def test_default_fragments_with_arch_parts() -> None:
         "x86_64/memory-failure.config",
         "debug-vm.config",
         "memcg.config",
+        "userspace.config",
+        "gup-test.config",
     ]
     arm = [p.relative_to(KCONFIGS).as_posix() for p in fragment_files(["hotplug"], ARM64)]
     assert arm == ["base.config", "arm64/base.config", "hotplug.config", "arm64/hotplug.config"]

@@ -126,6 +126,7 @@ def test_catalogue_and_selection() -> None:
         "dimm-soft-offline-unplug-arm64",
         "gup-pin-fork-migrate-arm64",
         "dt-namespace-cycles-arm64",
+        "selftests-layout-arm64",
     ]
     assert len(select(catalogue, "legacy-middle,dt-after-mem-limit", [X86_64, ARM64])) == 2
     with pytest.raises(UserError, match="unknown scenario nope"):
