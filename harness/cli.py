@@ -275,6 +275,7 @@ def cmd_selftests(args: argparse.Namespace) -> int:
     """Exit 0 when every run passed, was skipped or failed only in registered ways; 1 when
     one failed or could not run; an infrastructure error exits like `boot` does."""
     from harness.kernel.resolve import spec_for_arch
+    from harness.result import RunInterrupted
     from harness.selftests import report as render
     from harness.selftests.runner import SelftestsRequest, run_selftests
 
@@ -293,7 +294,11 @@ def cmd_selftests(args: argparse.Namespace) -> int:
         catalogue=args.catalogue,
         registry=args.registry,
     )
-    report = run_selftests(request)
+    try:
+        report = run_selftests(request)
+    except RunInterrupted as stop:
+        log.warning("interrupted; the record is in %s", stop.result.artifacts)
+        return stop.signal.exit_code
     with proc.shielded():
         print(render.table(report))
         if args.json:

@@ -38,7 +38,9 @@ def load_tests(path: Path = TESTS) -> tuple[dict[str, Selftest], tuple[str, ...]
 def choose(names: str | None, path: Path = TESTS) -> list[Selftest]:
     """The tests ``--tests`` names (comma-separated; None: the default), or a one-line error."""
     tests, default = load_tests(path)
-    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else list(default)
+    wanted = (
+        [n.strip() for n in names.split(",") if n.strip()] if names is not None else list(default)
+    )
     unknown = [n for n in wanted if n not in tests]
     if unknown or not wanted:
         raise UserError(

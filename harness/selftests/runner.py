@@ -25,7 +25,7 @@ from harness.kernel.build import build_command
 from harness.kernel.model import Kernel
 from harness.kernel.source import Source, debian_source, is_kernel_tree, user_source
 from harness.known.registry import REGISTRY, Registry, load_registry
-from harness.result import RunResult, finish_run
+from harness.result import RunResult, finish_run, record_interruption
 from harness.selftests import ktap
 from harness.selftests.build import build_selftests
 from harness.selftests.catalogue import Selftest, check_present, choose
@@ -197,25 +197,37 @@ def run_selftests(request: SelftestsRequest) -> SelftestsReport:
     started = time.monotonic()
     vm = VM(kernel, image, artifacts, options)
     layout = first_boot_runner(scenario, kernel, vm, planned)
-    with vm:
-        setup = _setup(vm, layout, binaries)
-        for test in runnable:
-            for args in test.runs:
-                if setup is not None or not vm.ready:
-                    why = setup or f"the guest stopped: {vm.abort_reason() or vm.state.hang}"
-                    runs.append(RunRecord(test.name, test.run_name(args), "not-run", why))
-                    continue
-                runs.append(_run_one(vm, test, args, registry, kernel, request.run_timeout))
-    details = {
-        "steps": [asdict(st) for st in layout.steps],
-        "selftests": [asdict(r) for r in runs],
-    }
+    try:
+        with vm:
+            setup = _setup(vm, layout, binaries)
+            for test in runnable:
+                for args in test.runs:
+                    if setup is not None or not vm.ready:
+                        why = setup or f"the guest stopped: {vm.abort_reason() or vm.state.hang}"
+                        runs.append(RunRecord(test.name, test.run_name(args), "not-run", why))
+                        continue
+                    runs.append(_run_one(vm, test, args, registry, kernel, request.run_timeout))
+    except KeyboardInterrupt as exc:  # QEMU is stopped; the runs so far are the record
+        raise record_interruption(
+            exc,
+            lambda override: finish_run(
+                vm, "selftests", options.reproducer, started, _details(layout, runs), override
+            ),
+        ) from None
+    details = _details(layout, runs)
     record = finish_run(vm, "selftests", options.reproducer, started, details)
     order = {t.name: i for i, t in enumerate(tests)}
     runs.sort(key=lambda r: order[r.test])
     return SelftestsReport(
         request.arch.name, kernel.release, source.origin, scenario.name, runs, record
     )
+
+
+def _details(layout: GuestSteps, runs: list[RunRecord]) -> dict[str, Any]:
+    return {
+        "steps": [asdict(st) for st in layout.steps],
+        "selftests": [asdict(r) for r in runs],
+    }
 
 
 def _setup(vm: VM, runner: GuestSteps, binaries: dict[str, Path]) -> str | None:

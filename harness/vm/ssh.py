@@ -11,6 +11,7 @@ at once; a failure to connect is an ``InfraError``, never a hang.
 """
 
 import base64
+import socket
 import threading
 import time
 from pathlib import Path
@@ -102,6 +103,10 @@ class SSHChannel:
             transport = client.get_transport()
             assert transport is not None
             transport.set_keepalive(5)
+            # Small request/reply packets: without this Nagle and delayed ACKs add ~40 ms to
+            # every channel open (measured: 46 ms → 3 ms under TCG).
+            if isinstance(transport.sock, socket.socket):
+                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._client = client
             return time.monotonic() - start
         raise InfraError(f"sshd in the guest did not answer within {timeout:.0f} s ({last})")

@@ -8,6 +8,10 @@ selftests of a newer kernel run on older ones and skip what those lack.
 """
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +101,26 @@ def test_a_selftests_build_failure_is_one_line_before_qemu(tmp_path: Path) -> No
     (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("memharness:")]
     assert "make headers (x86_64) does not build" in line and "full log: " in line
     assert not list((tmp_path / "art").glob("selftests-*"))  # nothing booted
+
+
+@pytest.mark.x86_64
+def test_sigint_during_a_run_stops_qemu_and_keeps_the_record(tmp_path: Path) -> None:
+    kernel = build_kernel(get_arch("x86_64"), debian_source(), list(DEFAULT_FRAGMENTS))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "harness", "selftests", "--kernel", str(kernel),
+         "--src", "debian:6.12", "--tests", "cow", "--artifacts", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # the layout is up: the binaries go over, cow starts
+        logs = list(tmp_path.glob("selftests-*/transcript.log"))
+        if logs and "$ mkdir -p /root/selftests" in logs[0].read_text():
+            break
+        assert child.poll() is None, child.communicate()
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    (record,) = tmp_path.glob("selftests-*/result.json")
+    assert json.loads(record.read_text())["outcome"] == "interrupted"
+    assert "QEMU stopped" in err or "interrupted" in err
