@@ -10,7 +10,9 @@ with the image's key, so line editing, job control and window size work as in an
 the guest is the Debian image (the initramfs runs no sshd).
 """
 
+import contextlib
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -143,8 +145,17 @@ def _hand_over(vm: VM, artifacts: Path, command: tuple[str, ...]) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         # Not a terminal (a pipe, a script): no pty to hand over; stdin/stdout pass through.
         child_proc = proc.spawn(argv, stdin=None, stdout=None, stderr=None)
+        deadline = time.monotonic() + vm.options.command_timeout
         try:
-            return child_proc.wait()
+            while time.monotonic() < deadline and not vm.abort_reason():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    return child_proc.wait(1.0)
+            vm.state.hang = vm.state.hang or (
+                f"shell command exceeded {vm.options.command_timeout:.0f} s: {' '.join(command)}"
+                if time.monotonic() >= deadline
+                else None
+            )
+            return 255
         finally:
             proc.kill(child_proc)
     child = pexpect.spawn(argv[0], argv[1:], encoding=None, timeout=None)

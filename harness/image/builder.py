@@ -13,21 +13,20 @@ from pathlib import Path
 
 from harness import proc
 from harness.arch import ArchProfile
-from harness.cache import build_once, digest, file_digest, tree_digest
+from harness.cache import build_once, digest, file_digest
 from harness.datafile import load_toml, reject_unknown
-from harness.debian import DebianArchive, Package, extract_deb
+from harness.debian import extract_deb
 from harness.errors import InfraError
 from harness.image import modules as modsel
 from harness.image.cpio import Archive
 from harness.image.elf import dynamic_info, is_elf
-from harness.image.helpers import build_helpers
+from harness.image.helpers import build_helpers, guest_files, guest_files_key, resolve_packages
 from harness.image.rootfs import REQUIRED_OPTIONS, Rootfs, build_rootfs
 from harness.kernel.model import Kernel
 from harness.kernel.testmod import build_test_module
-from harness.paths import GUEST_SCRIPTS, IMAGES, KMOD_SOURCES
+from harness.paths import GUEST_SCRIPTS, IMAGES
 
 RECIPE = IMAGES / "guest.toml"
-GUEST_BIN = "/usr/local/bin"
 TEST_MODULE_DIR = "/lib/mh"
 
 
@@ -83,24 +82,16 @@ def _wanted_library_package(name: str) -> bool:
     return bool(re.match(r"^(lib|zlib)", name)) and "perl" not in name
 
 
-def resolve_packages(arch: ArchProfile, recipe: Recipe) -> tuple[DebianArchive, list[Package]]:
-    archive = DebianArchive(arch)
-    closure = archive.depends_closure(list(recipe.packages))
-    names = sorted(set(recipe.packages) | {n for n in closure if _wanted_library_package(n)})
-    return archive, archive.show(names)
-
-
 def build_base(arch: ArchProfile, recipe: Recipe) -> tuple[Path, str]:
     """(base.cpio, its key) for ``arch``."""
-    archive, packages = resolve_packages(arch, recipe)
+    archive, packages = resolve_packages(arch, recipe.packages, _wanted_library_package)
     helpers = build_helpers(arch)
     key = digest(
         "base",
         arch.name,
         recipe.key(),
         sorted(p.deb_name for p in packages),
-        tree_digest(GUEST_SCRIPTS, exclude=(KMOD_SOURCES.name,)),
-        sorted(p.parent.name for p in helpers.values()),
+        *guest_files_key(helpers),
     )[:32]
 
     def build(tmp: Path) -> None:
@@ -125,15 +116,8 @@ def build_base(arch: ArchProfile, recipe: Recipe) -> tuple[Path, str]:
         _add_binaries(cpio, root, recipe.binaries, arch)
         for link, target in recipe.links.items():
             cpio.add_symlink(link, target)
-        for name, binary in helpers.items():
-            cpio.add_file(
-                f"/sbin/{name}" if name == "mh-agent" else f"{GUEST_BIN}/{name}",
-                binary.read_bytes(),
-                0o755,
-            )
-        for script in sorted(GUEST_SCRIPTS.iterdir()):
-            if script.is_file() and script.suffix != ".c" and not script.name.startswith("init"):
-                cpio.add_file(f"{GUEST_BIN}/{script.name}", script.read_bytes(), 0o755)
+        for source, guest_path in guest_files(helpers):
+            cpio.add_file(guest_path, source.read_bytes(), 0o755)
         cpio.add_file("/init", (GUEST_SCRIPTS / "init").read_bytes(), 0o755)
         cpio.add_file("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         cpio.add_file("/etc/group", b"root:x:0:\n")

@@ -27,12 +27,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness import proc
 from harness.arch import ArchProfile
-from harness.cache import build_once, digest, tree_digest
+from harness.cache import build_once, digest
 from harness.datafile import load_toml, reject_unknown
-from harness.debian import DebianArchive, Package, extract_deb
+from harness.debian import extract_deb
 from harness.errors import UserError
-from harness.image.helpers import build_helpers
-from harness.paths import GUEST_SCRIPTS, IMAGES, KMOD_SOURCES
+from harness.image.helpers import build_helpers, guest_files, guest_files_key, resolve_packages
+from harness.paths import GUEST_SCRIPTS, IMAGES
 
 RECIPE = IMAGES / "debian.toml"
 ROOTFS_FORMAT = 3  # what the builder writes beyond the packages; bump when that changes
@@ -96,18 +96,10 @@ class Rootfs:
                 )
 
 
-def resolve_packages(
-    arch: ArchProfile, recipe: RootfsRecipe
-) -> tuple[DebianArchive, list[Package]]:
-    archive = DebianArchive(arch)
-    names = sorted(set(recipe.packages) | set(archive.depends_closure(list(recipe.packages))))
-    return archive, archive.show(names)
-
-
 def build_rootfs(arch: ArchProfile, recipe: RootfsRecipe | None = None) -> Rootfs:
     """The Debian image for ``arch``, built once (minutes: downloads, unpacking, mke2fs)."""
     recipe = recipe or RootfsRecipe.load()
-    archive, packages = resolve_packages(arch, recipe)
+    archive, packages = resolve_packages(arch, recipe.packages, lambda _name: True)
     helpers = build_helpers(arch)
     key = digest(
         "rootfs",
@@ -116,8 +108,7 @@ def build_rootfs(arch: ArchProfile, recipe: RootfsRecipe | None = None) -> Rootf
         recipe.packages,
         recipe.free_mib,
         sorted(p.deb_name for p in packages),
-        tree_digest(GUEST_SCRIPTS, exclude=(KMOD_SOURCES.name,)),
-        sorted(p.parent.name for p in helpers.values()),
+        *guest_files_key(helpers),
     )[:32]
 
     def build(tmp: Path) -> None:
@@ -214,19 +205,10 @@ def _ssh(root: Path, keys_dir: Path) -> str:
 def _memharness_files(root: Path, helpers: dict[str, Path]) -> None:
     """The agent, the static helpers and guest-scripts where the initramfs has them, the
     second-stage init, and the mount points it uses."""
-    local_bin = root / "usr/local/bin"
-    local_bin.mkdir(parents=True, exist_ok=True)
-    installed = [
-        (binary, root / "sbin/mh-agent" if name == "mh-agent" else local_bin / name)
-        for name, binary in helpers.items()
-    ]
-    installed += [
-        (script, local_bin / script.name)
-        for script in sorted(GUEST_SCRIPTS.iterdir())
-        if script.is_file() and script.suffix != ".c" and not script.name.startswith("init")
-    ]
+    installed = [(source, root / guest.lstrip("/")) for source, guest in guest_files(helpers)]
     installed.append((GUEST_SCRIPTS / "init-rootfs", root / STAGE2.lstrip("/")))
     for source, dest in installed:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dest)
         dest.chmod(0o755)
     for d in ("proc", "sys", "dev", "run", "tmp", "mnt", "sys/kernel/debug", "lib/modules"):

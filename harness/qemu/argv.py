@@ -86,6 +86,22 @@ def build_argv(spec: MachineSpec, binary: str | None = None) -> list[str]:
     return argv
 
 
+def rootfs_args(overlay: Path, ssh_port: int) -> list[str]:
+    """The Debian image's devices: its per-boot overlay on virtio-blk (cache=unsafe: the
+    overlay is thrown away after the boot, so flushes buy nothing) and user-mode networking
+    with the host's loopback ``ssh_port`` forwarded to the guest's sshd."""
+    return [
+        "-drive",
+        f"file={overlay},if=none,id=mhroot,format=qcow2,cache=unsafe",
+        "-device",
+        "virtio-blk-pci,drive=mhroot",
+        "-netdev",
+        f"user,id=mhnet,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=mhnet",
+    ]
+
+
 def kernel_cmdline(
     arch: ArchProfile,
     ports: tuple[ChannelPort, ...],

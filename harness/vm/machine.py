@@ -25,7 +25,14 @@ from harness.errors import InfraError, MemharnessError
 from harness.image.builder import GuestImage
 from harness.kernel.model import Kernel
 from harness.outcome import Facts
-from harness.qemu.argv import ChannelPort, MachineSpec, build_argv, kernel_cmdline, shell_quote
+from harness.qemu.argv import (
+    ChannelPort,
+    MachineSpec,
+    build_argv,
+    kernel_cmdline,
+    rootfs_args,
+    shell_quote,
+)
 from harness.splat import Splat, SplatStream
 from harness.tempdirs import socket_dir
 from harness.vm import accel as accelmod
@@ -100,8 +107,6 @@ class VM:
         self._fatal_seen_at: float | None = None
         self._ssh: SSHChannel | None = None
         self._ssh_port: PortLease | None = None
-        self.ssh_seconds: float | None = None  # boot start to the first SSH login
-        self._started: float = 0.0
         self.argv: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -198,7 +203,7 @@ class VM:
         self._console = ConsoleWatcher(self.artifacts / "console.log", self._on_console)
         stderr = self._open("qemu.stderr", "w")
         (self.artifacts / "qmp.log").write_text("# QMP traffic (connected on first use)\n")
-        start = self._started = time.monotonic()
+        start = time.monotonic()
         self._proc = proc.spawn(self.argv, stderr=stderr.fileno())
         try:
             # The QMP handshake is deferred to first use: it costs CPU the booting guest needs.
@@ -267,17 +272,7 @@ class VM:
         if self._ssh_port is None:
             self._ssh_port = lease_port()
         cmdline.append("mh.root=/dev/vda")
-        forward = f"tcp:127.0.0.1:{self._ssh_port.port}-:22"
-        return [
-            "-drive",
-            f"file={overlay},if=none,id=mhroot,format=qcow2,cache=unsafe",
-            "-device",
-            "virtio-blk-pci,drive=mhroot",
-            "-netdev",
-            f"user,id=mhnet,hostfwd={forward}",
-            "-device",
-            "virtio-net-pci,netdev=mhnet",
-        ]
+        return rootfs_args(overlay, self._ssh_port.port)
 
     @property
     def ssh_port(self) -> int | None:
@@ -306,14 +301,14 @@ class VM:
         except InfraError as exc:
             self.state.infra = f"{exc}; console tail:\n{self.console_tail(15)}"
             raise InfraError(self.state.infra) from None
-        self.ssh_seconds = time.monotonic() - self._started
         self._ssh = channel
         return channel
 
     def ssh_run(
         self, script: str, timeout: float | None = None, check: bool = True, stdin: bytes = b""
     ) -> CommandResult:
-        """``run`` over SSH (a real login session: ptys, sftp-server's environment)."""
+        """``run`` through an SSH exec session (sshd's environment for root, a session of its
+        own per command; no pty) instead of the agent."""
         if not self.ready:
             return self._record(
                 CommandResult(script, None, 0, b"", b"", 0.0, stopped_by="the VM is not running")
@@ -462,9 +457,7 @@ class VM:
         if exited_by_itself and not self.state.stopping and self.state.qemu_exit is None:
             self._note_exit("QEMU exited")
         self.state.stopping = True
-        if self._ssh is not None:  # before QEMU goes: paramiko would report the reset
-            self._ssh.close()
-            self._ssh = None
+        self._close_ssh()  # before QEMU goes: paramiko would report the reset
         if self._proc is not None:
             if self._proc.poll() is None and self._qmp is not None:
                 with contextlib.suppress(Exception):
@@ -483,10 +476,13 @@ class VM:
                 self.state.qemu_exit = code
         self._close_io()
 
-    def _close_io(self) -> None:
+    def _close_ssh(self) -> None:
         if self._ssh is not None:
             self._ssh.close()
             self._ssh = None
+
+    def _close_io(self) -> None:
+        self._close_ssh()
         if self._ssh_port is not None:
             self._ssh_port.release()
             self._ssh_port = None

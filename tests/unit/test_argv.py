@@ -7,7 +7,14 @@ import pytest
 
 from harness.arch import ARM64, X86_64, ArchProfile, get_arch, parse_arches
 from harness.errors import UserError
-from harness.qemu.argv import ChannelPort, MachineSpec, build_argv, kernel_cmdline, shell_quote
+from harness.qemu.argv import (
+    ChannelPort,
+    MachineSpec,
+    build_argv,
+    kernel_cmdline,
+    rootfs_args,
+    shell_quote,
+)
 
 PORTS = (ChannelPort("mh.0", Path("/tmp/s/p0")), ChannelPort("mh.1", Path("/tmp/s/p1")))
 
@@ -140,3 +147,16 @@ def test_a_boot_without_saved_state_gets_no_incoming() -> None:
     restored = saved.options(base)
     assert (restored.incoming, restored.accel) == (Path("/tmp/s.state"), "tcg")
     assert base.incoming is None, "the scenario's own options are not changed"
+
+
+def test_rootfs_devices_are_wired_to_their_backends_and_loopback_only() -> None:
+    argv = rootfs_args(Path("/tmp/mh-1/root.qcow2"), 23456)
+    pairs = list(zip(argv[::2], argv[1::2], strict=True))
+    drive = dict(kv.split("=", 1) for kv in next(v for k, v in pairs if k == "-drive").split(","))
+    assert drive["file"] == "/tmp/mh-1/root.qcow2" and drive["format"] == "qcow2"
+    devices = [v for k, v in pairs if k == "-device"]
+    assert f"virtio-blk-pci,drive={drive['id']}" in devices
+    netdev = next(v for k, v in pairs if k == "-netdev")
+    assert netdev.startswith("user,id=") and "hostfwd=tcp:127.0.0.1:23456-:22" in netdev
+    net_id = netdev.split(",")[1].removeprefix("id=")
+    assert f"virtio-net-pci,netdev={net_id}" in devices
