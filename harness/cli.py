@@ -244,6 +244,7 @@ def _render_boot(
 
 def cmd_shell(args: argparse.Namespace) -> int:
     from harness.kernel.resolve import spec_for_arch
+    from harness.result import RunInterrupted
     from harness.shell import ShellRequest, open_shell
 
     arch = get_arch(args.arch)
@@ -260,7 +261,11 @@ def cmd_shell(args: argparse.Namespace) -> int:
         command=command,
         catalogue=args.catalogue,
     )
-    result, status = open_shell(request)
+    try:
+        result, status = open_shell(request)
+    except RunInterrupted as stop:
+        log.warning("interrupted; the record is in %s", stop.result.artifacts)
+        return stop.signal.exit_code
     titles = [s.title for s in result.splats]
     if titles:
         log.warning("%d splat(s) during the session: %s", len(titles), "; ".join(titles))
@@ -507,6 +512,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
         f"removed {len(removed)} run directories from {args.artifacts} (kept the newest "
         f"{args.keep}) and {len(stale)} stale socket directories"
     )
+    if args.exports:
+        from harness.kernel.source import remove_exports
+
+        trees, freed = remove_exports()
+        print(f"removed {trees} exported kernel trees and their builds ({freed / 2**30:.1f} GiB)")
     return 0
 
 
@@ -720,6 +730,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=count(0, 1_000_000),
         default=20,
         help="run directories to keep, newest first (default: %(default)s)",
+    )
+    clean.add_argument(
+        "--exports",
+        action="store_true",
+        help="also remove the kernel trees exported for --commit, with their builds "
+        "(run it while no build uses them)",
     )
     clean.set_defaults(func=cmd_clean)
 

@@ -25,7 +25,7 @@ from harness.arch import ArchProfile
 from harness.artifacts import artifacts_dir
 from harness.errors import InfraError, UserError
 from harness.guest.record import GuestSteps, ReachedStep
-from harness.result import RunResult, finish_run
+from harness.result import RunResult, finish_run, record_interruption
 from harness.session import image_flags, prepare, reproducer
 from harness.vm.channel import argv_script
 from harness.vm.machine import VM, VMOptions
@@ -93,7 +93,8 @@ def _play(request: ShellRequest, vm: VM, runner: GuestSteps | None) -> str:
 
 def open_shell(request: ShellRequest) -> tuple[RunResult, int]:
     """Boots, plays, hands the terminal over; returns the run's record and the shell's exit
-    status (None-free: a lost session is 255, as ssh reports it)."""
+    status (None-free: a lost session is 255, as ssh reports it).  A signal stops QEMU and
+    still writes the record, outcome ``interrupted`` (``RunInterrupted`` carries it)."""
     from harness.run import first_boot_runner, one_scenario, plan_scenario, vm_options
 
     if request.image != "debian":
@@ -116,27 +117,32 @@ def open_shell(request: ShellRequest) -> tuple[RunResult, int]:
         flags += ["--scenario", request.scenario]
     if request.until:
         flags += ["--until", request.until]
-    options.reproducer = reproducer("shell", request.arch, request.kernel_spec, *flags)
+    repro = reproducer("shell", request.arch, request.kernel_spec, *flags)
+    options.reproducer = repro
     artifacts = artifacts_dir(request.artifacts, "shell", request.arch.name)
     started = time.monotonic()
     vm = VM(kernel, image, artifacts, options)
     status = 255
-    with vm:
-        if not vm.ready:
-            raise InfraError(
-                f"the guest did not boot ({vm.state.hang or vm.state.infra or 'see console.log'})"
-                f"; console tail:\n{vm.console_tail(15)}"
-            )
-        runner: GuestSteps | None = None
-        if scenario is not None and planned is not None:
-            runner = first_boot_runner(scenario, kernel, vm, planned)
-        note = _play(request, vm, runner)
-        vm.ssh  # noqa: B018 (logs in through paramiko first: a refused login is an InfraError)
-        print(f"memharness shell: {note}; {vm.arch.name}, {kernel.release}", file=sys.stderr)
-        print(f"memharness shell: console: {artifacts / 'console.log'}", file=sys.stderr)
-        status = _hand_over(vm, artifacts, request.command)
-    result = finish_run(vm, "shell", options.reproducer, started)
-    return result, status
+    try:
+        with vm:
+            if not vm.ready:
+                why = vm.state.hang or vm.state.infra or "see console.log"
+                raise InfraError(
+                    f"the guest did not boot ({why}); console tail:\n{vm.console_tail(15)}"
+                )
+            runner: GuestSteps | None = None
+            if scenario is not None and planned is not None:
+                runner = first_boot_runner(scenario, kernel, vm, planned)
+            note = _play(request, vm, runner)
+            vm.ssh  # noqa: B018 (logs in through paramiko first: a refused login is an InfraError)
+            print(f"memharness shell: {note}; {vm.arch.name}, {kernel.release}", file=sys.stderr)
+            print(f"memharness shell: console: {artifacts / 'console.log'}", file=sys.stderr)
+            status = _hand_over(vm, artifacts, request.command)
+    except KeyboardInterrupt as exc:  # a signal during boot, the steps or the session
+        raise record_interruption(
+            exc, lambda override: finish_run(vm, "shell", repro, started, override=override)
+        ) from None
+    return finish_run(vm, "shell", repro, started), status
 
 
 def _hand_over(vm: VM, artifacts: Path, command: tuple[str, ...]) -> int:

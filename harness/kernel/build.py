@@ -21,6 +21,7 @@ from harness import proc
 from harness.arch import ArchProfile
 from harness.cache import digest
 from harness.datafile import read_text
+from harness.diskspace import GIB, require_free
 from harness.errors import InfraError, UserError
 from harness.kernel.kconfig import Requirement, fragment_requirements, missing, parse_config
 from harness.kernel.local import MANIFEST
@@ -39,6 +40,9 @@ DEFAULT_FRAGMENTS = (
 )
 BUILD_TIMEOUT = 4 * 3600.0
 BUILD_PREFIX = "mh-build-"  # build directories inside trees memharness owns
+# Room a build directory may take: 130-240 MB measured with the default fragments; debug info
+# or KASAN take several times more.
+BUILD_SPACE = 1 * GIB
 
 
 def ccache_env() -> dict[str, str]:
@@ -272,6 +276,7 @@ def build_kernel(
         _say(f"configuration validated: {out / '.config'}")
         return out
     manifest.unlink(missing_ok=True)
+    require_free(out, BUILD_SPACE, f"building the {arch.name} kernel")
     target = Path(arch.kernel_image).name
     targets = [target, "vmlinux"] + (["modules"] if "=m" in (out / ".config").read_text() else [])
     jobs = jobs or os.cpu_count() or 1

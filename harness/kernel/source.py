@@ -7,6 +7,7 @@ set, so a one-file change rebuilds incrementally.
 """
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -15,12 +16,16 @@ from pathlib import Path
 
 from harness import proc
 from harness.arch import X86_64
-from harness.cache import ALL, build_once
+from harness.cache import ALL, COMPLETE, build_once, entry, locked
 from harness.debian import DebianArchive, extract_deb
+from harness.diskspace import GIB, require_free, tree_bytes
 from harness.errors import InfraError, UserError
+from harness.kernel.export import export_commit
 from harness.kernel.version import SERIES
 
 SOURCE_PACKAGE = "linux-source-6.1"
+UNPACKED_SOURCE = 2 * GIB  # Debian's linux-source, unpacked: 1.5 GB measured for 6.1 and 6.12
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ def debian_source(series: str | None = None) -> Source:
     key = f"{name}-{package.version}"
 
     def unpack(tmp: Path) -> None:
+        require_free(tmp, UNPACKED_SOURCE, f"unpacking {name}")
         (deb,) = archive.download([package])
         extract_deb(deb, tmp / "deb")
         tarballs = list((tmp / "deb" / "usr" / "src").glob("linux-source-*.tar.*"))
@@ -108,15 +114,31 @@ def _exported_commit(path: Path, commit: str) -> Source:
         ) from None
 
     def export(tmp: Path) -> None:
-        archive = proc.run(
-            ["git", "-C", str(path), "archive", "--format=tar", full],
-            timeout=1800,
-            what="git archive",
-        ).stdout
-        proc.run(["tar", "-xf", "-", "-C", str(tmp)], timeout=1800, input_bytes=archive)
+        how = export_commit(path, full, tmp, exported_trees())
+        log.info("exported %s of %s %s", full[:12], path, how)
 
     tree = build_once("src", f"git-{full}", export, unchecked=ALL)
     return Source(tree, f"git-{full}", f"{path} at {full[:12]}", user_tree=False)
+
+
+def exported_trees() -> list[Path]:
+    """Complete exported commits in the cache, newest first: the trees a new export can be
+    hard-linked from."""
+    root = entry("src", "")
+    found = [p for p in root.glob("git-*") if p.is_dir() and (p / COMPLETE).is_file()]
+    return sorted(found, key=lambda p: (p / COMPLETE).stat().st_mtime, reverse=True)
+
+
+def remove_exports() -> tuple[int, int]:
+    """Deletes every exported commit (and the builds inside it), each under its cache lock;
+    returns (trees, bytes given back).  The next --commit of one exports it again."""
+    trees = freed = 0
+    for tree in exported_trees():
+        with locked(tree.with_name(tree.name + ".lock")):
+            freed += tree_bytes(tree)
+            proc.run(["rm", "-rf", str(tree)], timeout=1800, what="rm")
+        trees += 1
+    return trees, freed
 
 
 def _stamp(path: Path) -> str:

@@ -8,7 +8,6 @@ and ``facts()`` says what happened so ``harness.outcome.decide`` can name one ou
 import contextlib
 import json
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from typing import Any, TextIO, cast
 
 from harness import proc
 from harness.arch import ArchProfile
+from harness.diskspace import free_bytes
 from harness.errors import InfraError, MemharnessError
 from harness.image.builder import GuestImage
 from harness.kernel.model import Kernel
@@ -307,8 +307,8 @@ class VM:
     def ssh_run(
         self, script: str, timeout: float | None = None, check: bool = True, stdin: bytes = b""
     ) -> CommandResult:
-        """``run`` through an SSH exec session (sshd's environment for root, a session of its
-        own per command; no pty) instead of the agent."""
+        """``run`` over SSH instead of the agent: root's login shell in sshd's environment, no
+        pty; each command in a subshell of its own (see SSHChannel.run)."""
         if not self.ready:
             return self._record(
                 CommandResult(script, None, 0, b"", b"", 0.0, stopped_by="the VM is not running")
@@ -564,16 +564,6 @@ class VM:
             (self.artifacts / "splats.json").write_text(json.dumps(data, indent=2) + "\n")
         except OSError as exc:
             log.warning("cannot write %s: %s", self.artifacts / "splats.json", exc.strerror)
-
-
-def free_bytes(path: Path) -> int:
-    """Bytes an unprivileged writer may still use on ``path``'s filesystem (a huge number when
-    that cannot be told, e.g. the directory was removed under us: nothing to warn about)."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return 1 << 62
-    return st.f_bavail * st.f_frsize
 
 
 def require_qemu(arch: ArchProfile) -> str:

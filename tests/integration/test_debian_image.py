@@ -73,6 +73,32 @@ def test_ssh_exec_sftp_and_parallel_sessions(
     assert vm.state.qemu_exit is not None
 
 
+def test_commands_over_ssh_are_isolated_and_survive_each_others_failures(
+    debian: tuple[Kernel, GuestImage], tmp_path: Path
+) -> None:
+    """Commands share resident shells: none may see another's cd, variables or exit, break the
+    stream with its quoting, or take the channel down when it kills its shell or times out."""
+    kernel, image = debian
+    with VM(kernel, image, tmp_path / "vm") as vm:
+        assert vm.ready, vm.console_tail()
+        assert vm.ssh_run("printf 'no newline'").stdout == b"no newline"
+        assert vm.ssh_run("cd /tmp; X=1; exit 7", check=False).exit_code == 7
+        assert vm.ssh_run('pwd; echo "${X-unset}"').text == "/root\nunset\n"
+        r = vm.ssh_run("echo \"it's; unbalanced", check=False)
+        assert r.exit_code == 2 and r.stderr, r  # the shell's syntax error, not a hang
+        assert vm.ssh_run('echo "it\'s"').text == "it's\n"
+        r = vm.ssh_run("kill -9 $$", timeout=20, check=False)
+        assert r.exit_code is None and r.stopped_by and not r.timed_out, r
+        assert vm.ssh_run("echo after").text == "after\n"
+        r = vm.ssh_run("sh -c 'kill -TERM $$'", check=False)
+        assert (r.exit_code, r.signal) == (128 + 15, 15), r  # killed by a signal: reported so
+        assert vm.ssh_run("cat; echo", stdin=b"from stdin").text == "from stdin\n"
+        big = vm.ssh_run("head -c 3000000 /dev/zero | tr '\\0' x; echo err >&2")
+        assert (len(big.stdout), set(big.stdout), big.stderr) == (3_000_000, {ord("x")}, b"err\n")
+        r = vm.ssh_run("sleep 30", timeout=2, check=False)  # a hang: the VM's last command
+        assert r.timed_out and r.exit_code is None
+
+
 def test_boot_cli_runs_the_command_over_ssh(arch: ArchProfile, tmp_path: Path) -> None:
     done = memharness(
         "boot", "--json", "--arch", arch.name, "--image", "debian", "--ssh",

@@ -3,6 +3,7 @@ read, log out; play a scenario up to a step first; a splat typed by hand is repo
 end.  No QEMU may be left behind by any of it."""
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -125,3 +126,17 @@ def test_bad_input_is_one_line_before_qemu(tmp_path: Path) -> None:
         assert message in (child.before or ""), (args, child.before)
     assert not list(tmp_path.glob("shell-*"))
     assert proc.live_children() == []
+
+
+@pytest.mark.x86_64
+def test_a_signal_in_the_session_leaves_the_record_and_no_qemu(tmp_path: Path) -> None:
+    child = spawn(tmp_path)
+    child.expect(PROMPT)
+    child.kill(signal.SIGINT)  # to memharness itself: the terminal is raw, ^C goes to the guest
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert qemus(tmp_path) == []
+    (record,) = tmp_path.glob("shell-*/result.json")
+    data = json.loads(record.read_text())
+    assert (data["outcome"], data["reason"]) == ("interrupted", "interrupted by SIGINT")
