@@ -9,7 +9,8 @@ Per arch:
 - boot to SSH-ready (Debian image: QEMU start to the first login) against boot to the first
   command on the initramfs through memharness and through bare QEMU with the initramfs argv
   (bench/boot.py's bare loop); rounds alternate; target: Debian <= 3x the initramfs;
-- command round trip: median `true` over SSH (target <= 20 ms) and over the agent.
+- command round trip: median `true` (builtin) and `/bin/true` over SSH (target <= 20 ms) and
+  over the agent.
 """
 
 import argparse
@@ -75,20 +76,21 @@ def initramfs_round(arch: ArchProfile, workdir: Path) -> tuple[float, list[str]]
         return time.monotonic() - start, list(vm.argv)
 
 
-def round_trips(arch: ArchProfile, workdir: Path, count: int) -> tuple[float, float]:
-    """Median seconds of `true` over SSH and over the agent, in one Debian-image guest."""
+def round_trips(arch: ArchProfile, workdir: Path, count: int) -> dict[str, float]:
+    """Median seconds of a command over SSH and over the agent, in one Debian-image guest:
+    the shell builtin `true` (the channel's own cost) and `/bin/true` (plus a fork and exec
+    in the guest)."""
     kernel, image = prepare(arch, None, None, "debian")
+    samples: dict[str, list[float]] = {}
     with VM(kernel, image, workdir, VMOptions()) as vm:
         vm.ssh_run("true")
-        ssh, agent = [], []
         for _ in range(count):
-            t = time.perf_counter()
-            vm.ssh_run("true")
-            ssh.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            vm.run("true")
-            agent.append(time.perf_counter() - t)
-    return statistics.median(ssh), statistics.median(agent)
+            for command in ("true", "/bin/true"):
+                for channel, run in (("ssh", vm.ssh_run), ("agent", vm.run)):
+                    t = time.perf_counter()
+                    run(command)
+                    samples.setdefault(f"{channel} {command}", []).append(time.perf_counter() - t)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> int:
@@ -100,7 +102,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="mh-bench-image-"))
     print(
         f"{'arch':<8} {'build':>7} {'cached':>7} {'debian→ssh':>11} {'initramfs':>10} "
-        f"{'bare QEMU':>10} {'deb/init':>9} {'deb/bare':>9} {'ssh rtt':>8} {'agent rtt':>10}"
+        f"{'bare QEMU':>10} {'deb/init':>9} {'deb/bare':>9}   round trips (ms)"
     )
     for arch in parse_arches(args.arch):
         fresh, cached = image_build_seconds(arch, work / f"cache-{arch.name}")
@@ -110,11 +112,12 @@ def main() -> int:
             t, argv = initramfs_round(arch, work / f"{arch.name}-init-{i}")
             init.append(t)
             bare.append(bare_round(argv))
-        ssh, agent = round_trips(arch, work / f"{arch.name}-rtt", args.commands)
+        rtt = round_trips(arch, work / f"{arch.name}-rtt", args.commands)
         d, n, b = (statistics.median(x) for x in (deb, init, bare))
         print(
             f"{arch.name:<8} {fresh:>6.1f}s {cached * 1000:>5.0f}ms {d:>10.2f}s {n:>9.2f}s "
-            f"{b:>9.2f}s {d / n:>9.2f} {d / b:>9.2f} {ssh * 1000:>6.1f}ms {agent * 1000:>8.1f}ms"
+            f"{b:>9.2f}s {d / n:>9.2f} {d / b:>9.2f}   "
+            + ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in rtt.items())
         )
     return 0
 

@@ -11,6 +11,7 @@ at once; a failure to connect is an ``InfraError``, never a hang.
 """
 
 import base64
+import logging
 import re
 import secrets
 import select
@@ -26,6 +27,9 @@ import paramiko
 from harness.errors import InfraError
 from harness.vm.channel import AbortHook, CommandResult
 
+# paramiko logs a traceback for every refused attempt while sshd is still starting (expected:
+# connect retries them) to stderr; every real failure reaches the user as our own one line.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 POLL_SLICE = 0.1
 CONNECT_ATTEMPT = 5.0  # seconds for one TCP+SSH handshake try
 SIGNAL_EXIT = 128  # a shell's exit status for "killed by signal N" is 128 + N
