@@ -14,6 +14,7 @@ new content is extracted, so no write ever goes through a link into another expo
 
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,10 +67,9 @@ def export_commit(repo: Path, commit: str, dest: Path, references: Iterable[Path
     The disk must have room for what is written (an InfraError naming the fix otherwise)."""
     sizes = file_sizes(repo, commit)
     for reference in references:
-        recorded = read_record(reference)
-        if recorded is None:
+        old = recorded_commit(reference)
+        if old is None:
             continue
-        old = recorded["commit"]
         try:  # a commit names its tree: any repository that has it can diff against it
             git(repo, "cat-file", "-e", f"{old}^{{commit}}")
         except InfraError:
@@ -84,7 +84,8 @@ def export_commit(repo: Path, commit: str, dest: Path, references: Iterable[Path
         except InfraError:
             # Linking can fail where a full export does not (a link count limit, another
             # filesystem): start over in full rather than fail the build.
-            _empty(dest)
+            shutil.rmtree(dest)
+            dest.mkdir()
             break
         _write_record(dest, repo, commit)
         return f"linked to {reference.name}"
@@ -94,14 +95,13 @@ def export_commit(repo: Path, commit: str, dest: Path, references: Iterable[Path
     return "in full"
 
 
-def read_record(tree: Path) -> dict[str, str] | None:
+def recorded_commit(tree: Path) -> str | None:
+    """The commit an export holds, from its record (None: no or a damaged record)."""
     try:
         data = json.loads((tree / RECORD).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or not {"repo", "commit"} <= data.keys():
-        return None
-    return {"repo": str(data["repo"]), "commit": str(data["commit"])}
+    return str(data["commit"]) if isinstance(data, dict) and "commit" in data else None
 
 
 def _write_record(tree: Path, repo: Path, commit: str) -> None:
@@ -135,11 +135,3 @@ def _prune_empty_parents(directory: Path, root: Path) -> None:
     while directory != root and directory.is_dir() and not any(directory.iterdir()):
         directory.rmdir()
         directory = directory.parent
-
-
-def _empty(directory: Path) -> None:
-    for child in directory.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            proc.run(["rm", "-rf", str(child)], timeout=900, what="rm")
-        else:
-            os.unlink(child)

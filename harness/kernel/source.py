@@ -20,7 +20,7 @@ from harness.cache import ALL, COMPLETE, build_once, entry, locked
 from harness.debian import DebianArchive, extract_deb
 from harness.diskspace import GIB, require_free, tree_bytes
 from harness.errors import InfraError, UserError
-from harness.kernel.export import export_commit
+from harness.kernel.export import export_commit, git
 from harness.kernel.version import SERIES
 
 SOURCE_PACKAGE = "linux-source-6.1"
@@ -93,21 +93,17 @@ def user_source(path: Path, commit: str | None = None) -> Source:
     if commit:
         return _exported_commit(path, commit)
     if (path / ".git").exists() and shutil.which("git"):
-        head = _git(path, "rev-parse", "HEAD").strip()
-        dirty = hashlib.sha256(_git(path, "diff", "HEAD").encode()).hexdigest()[:16]
+        head = git(path, "rev-parse", "HEAD").strip()
+        dirty = hashlib.sha256(git(path, "diff", "HEAD").encode()).hexdigest()[:16]
         return Source(path, f"git-{head}-{dirty}", f"{path} at {head[:12]}", user_tree=True)
     return Source(path, f"tree-{_stamp(path)}", str(path), user_tree=True)
-
-
-def _git(path: Path, *args: str) -> str:
-    return proc.run(["git", "-C", str(path), *args], timeout=300, what="git").stdout.decode()
 
 
 def _exported_commit(path: Path, commit: str) -> Source:
     if not (path / ".git").exists():
         raise UserError(f"--commit needs a git tree: {path} has no .git")
     try:
-        full = _git(path, "rev-parse", "--verify", f"{commit}^{{commit}}").strip()
+        full = git(path, "rev-parse", "--verify", f"{commit}^{{commit}}").strip()
     except InfraError:
         raise UserError(
             f"{commit} is not a commit of {path}: pass a commit, tag or branch"

@@ -155,6 +155,8 @@ class SSHChannel:
                 outcome = self._exec_session(transport, command, stdin, start + timeout, abort)
             else:
                 outcome = self._in_resident_shell(transport, command, start + timeout, abort)
+        except (_Deadline, TimeoutError):  # sshd did not take the command, or its stdin, in time
+            outcome = _Outcome(None, b"", b"", timed_out=True)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             outcome = _Outcome(None, b"", b"", stopped_by=f"SSH failed: {exc}")
         code, signal = outcome.code, 0
@@ -179,7 +181,7 @@ class SSHChannel:
         with self._lock:
             shell = self._idle.pop() if self._idle else None
         if shell is None or shell.closed:
-            shell = _ResidentShell(transport)
+            shell = _ResidentShell(transport, deadline)
         outcome = shell.run(command, deadline, abort)
         if outcome.code is not None and not shell.closed:
             with self._lock:
@@ -199,7 +201,7 @@ class SSHChannel:
         chan = transport.open_session(timeout=CONNECT_ATTEMPT)
         out, err = bytearray(), bytearray()
         try:
-            chan.exec_command(command)
+            _exec_by(chan, command, deadline)
             chan.sendall(stdin)
             chan.shutdown_write()
             while True:
@@ -267,6 +269,28 @@ class _Outcome:
     stopped_by: str | None = None
 
 
+class _Deadline(Exception):
+    """The command's deadline passed before sshd accepted it."""
+
+
+def _exec_by(chan: paramiko.Channel, command: str, deadline: float) -> None:
+    """``exec_command`` within the deadline: paramiko waits for sshd's reply with no timeout
+    of its own, so a watchdog closes the channel at the deadline, which ends that wait.  The
+    channel's timeout then bounds what we send (stdin) by the same deadline."""
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), chan.close)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        chan.exec_command(command)
+    except paramiko.SSHException:
+        if time.monotonic() >= deadline:
+            raise _Deadline from None
+        raise
+    finally:
+        watchdog.cancel()
+    chan.settimeout(max(0.001, deadline - time.monotonic()))
+
+
 def _drain(chan: paramiko.Channel, out: bytearray, err: bytearray) -> None:
     while chan.recv_ready():
         out += chan.recv(1 << 16)
@@ -296,9 +320,9 @@ class _ResidentShell:
     an unbalanced quote in COMMAND from swallowing the markers (eval reports it, exit 2), and a
     stream's output is exactly what precedes its marker."""
 
-    def __init__(self, transport: paramiko.Transport) -> None:
+    def __init__(self, transport: paramiko.Transport, deadline: float) -> None:
         self.chan = transport.open_session(timeout=CONNECT_ATTEMPT)
-        self.chan.exec_command('exec "${SHELL:-/bin/sh}"')
+        _exec_by(self.chan, 'exec "${SHELL:-/bin/sh}"', deadline)
 
     @property
     def closed(self) -> bool:
@@ -310,6 +334,7 @@ class _ResidentShell:
     def run(self, command: str, deadline: float, abort: AbortHook) -> _Outcome:
         token = secrets.token_hex(12).encode()
         quoted = "'" + command.replace("'", "'\\''") + "'"
+        self.chan.settimeout(max(0.001, deadline - time.monotonic()))  # bounds sendall
         self.chan.sendall(
             f"( eval {quoted} ) </dev/null; printf '\\n%s %d\\n' {token.decode()} \"$?\"; "
             f"printf '\\n%s\\n' {token.decode()} >&2\n".encode()

@@ -21,6 +21,7 @@ from harness.image.rootfs import new_key, write_secret
 from harness.kernel.model import Kernel
 from harness.kernel.resolve import resolve_kernel
 from harness.vm.machine import VM, VMOptions
+from harness.vm.ssh import CONNECT_ATTEMPT
 from tests.integration.cli import memharness, run_json
 
 LAYOUT_SCENARIO = {"x86_64": "dimm-plug-cycle", "arm64": "virtio-mem-resize-arm64"}
@@ -97,6 +98,24 @@ def test_commands_over_ssh_are_isolated_and_survive_each_others_failures(
         assert (len(big.stdout), set(big.stdout), big.stderr) == (3_000_000, {ord("x")}, b"err\n")
         r = vm.ssh_run("sleep 30", timeout=2, check=False)  # a hang: the VM's last command
         assert r.timed_out and r.exit_code is None
+
+
+def test_a_frozen_guest_ends_ssh_commands_at_their_deadline(
+    debian: tuple[Kernel, GuestImage], tmp_path: Path
+) -> None:
+    """With the guest's CPUs stopped nothing in it answers: a command in a resident shell and
+    one with stdin (its own session) must both come back, unfinished, near their deadline."""
+    kernel, image = debian
+    with VM(kernel, image, tmp_path / "vm") as vm:
+        assert vm.ssh_run("true").ok  # a resident shell is open and idle
+        vm.qmp.command("stop")
+        for stdin in (b"", b"data"):
+            started = time.monotonic()
+            r = vm.ssh.run("cat >/dev/null", 3.0, vm.abort_reason, stdin)
+            took = time.monotonic() - started
+            assert r.exit_code is None and (r.timed_out or r.stopped_by), r
+            assert took < 3.0 + CONNECT_ATTEMPT + 2.0, (stdin, took, r)
+        vm.qmp.command("cont")
 
 
 def test_boot_cli_runs_the_command_over_ssh(arch: ArchProfile, tmp_path: Path) -> None:
