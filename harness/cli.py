@@ -147,9 +147,12 @@ def _add_image(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image",
         default="initramfs",
-        choices=IMAGE_KINDS,
-        help="guest userspace: the busybox initramfs (default) or a Debian bookworm root "
-        "filesystem on a disk, reachable over SSH (needs kconfigs/userspace.config in the kernel)",
+        metavar="|".join((*IMAGE_KINDS, "PATH")),
+        help="guest userspace: the busybox initramfs (default), a Debian bookworm root "
+        "filesystem on a disk, reachable over SSH (needs kconfigs/userspace.config in the "
+        "kernel), or the PATH of your own disk image (raw or qcow2; a getty on the serial "
+        "console; login from MEMHARNESS_IMAGE_LOGIN, MEMHARNESS_IMAGE_PASSWORD; commands run "
+        "over the console, stdout and stderr merged)",
     )
 
 

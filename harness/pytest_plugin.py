@@ -49,8 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--image",
         default=os.environ.get("MEMHARNESS_IMAGE", "initramfs"),
-        choices=IMAGE_KINDS,
-        help="guest userspace for the memharness fixtures and --scenarios (default: %(default)s)",
+        metavar="|".join((*IMAGE_KINDS, "PATH")),
+        help="guest userspace for the memharness fixtures and --scenarios: a name or the path "
+        "of your own disk image (default: %(default)s)",
     )
     group.addoption(
         "--artifacts",

@@ -175,8 +175,8 @@ def run_scenario(
         if planned.hotplug:
             image = with_test_modules(image, kernel, planned.hotplug.test_modules)
         (artifacts / "layout.txt").write_text(render(planned.layout) + "\n")
-        # A saved state holds no disk: the Debian image's guests always boot.
-        with SetupSnapshot(enabled=snapshots and image.rootfs is None) as saved:
+        # A saved state holds no disk: a guest with a root disk always boots.
+        with SetupSnapshot(enabled=snapshots and image.disk is None) as saved:
             for n, phase in enumerate(boots):
                 if proc.stopping.is_set() and vms:
                     break  # a parallel run is stopping: the boots so far are the record

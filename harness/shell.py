@@ -7,7 +7,9 @@ shell exits, so a splat a command typed by hand provokes is not lost.
 
 The terminal is handed over with pexpect's ``interact`` to the host's OpenSSH client logged in
 with the image's key, so line editing, job control and window size work as in any SSH login;
-the guest is the Debian image (the initramfs runs no sshd).
+the guest is the Debian image (the initramfs runs no sshd).  A user's own image (``--image
+PATH``) has no sshd memharness knows a key for: there the terminal gets the guest's serial
+console, logged in (harness/vm/console_shell.py), until Ctrl-].
 """
 
 import contextlib
@@ -97,8 +99,11 @@ def open_shell(request: ShellRequest) -> tuple[RunResult, int]:
     still writes the record, outcome ``interrupted`` (``RunInterrupted`` carries it)."""
     from harness.run import first_boot_runner, one_scenario, plan_scenario, vm_options
 
-    if request.image != "debian":
-        raise UserError("memharness shell needs --image debian: the initramfs runs no sshd")
+    if request.image == "initramfs":
+        raise UserError(
+            "memharness shell needs --image debian (or a path to your own image): the "
+            "initramfs runs no sshd and no login"
+        )
     if request.until and not request.scenario:
         raise UserError("--until names a step of a scenario: pass --scenario too")
     scenario = (
@@ -134,15 +139,33 @@ def open_shell(request: ShellRequest) -> tuple[RunResult, int]:
             if scenario is not None and planned is not None:
                 runner = first_boot_runner(scenario, kernel, vm, planned)
             note = _play(request, vm, runner)
-            vm.ssh  # noqa: B018 (logs in through paramiko first: a refused login is an InfraError)
+            if image.user is None:
+                vm.ssh  # noqa: B018 (logs in through paramiko first: a refusal is an InfraError)
             print(f"memharness shell: {note}; {vm.arch.name}, {kernel.release}", file=sys.stderr)
             print(f"memharness shell: console: {artifacts / 'console.log'}", file=sys.stderr)
-            status = _hand_over(vm, artifacts, request.command)
+            if image.user is None:
+                status = _hand_over(vm, artifacts, request.command)
+            else:
+                status = _hand_over_console(vm, request.command)
     except KeyboardInterrupt as exc:  # a signal during boot, the steps or the session
         raise record_interruption(
             exc, lambda override: finish_run(vm, "shell", repro, started, override=override)
         ) from None
     return finish_run(vm, "shell", repro, started), status
+
+
+def _hand_over_console(vm: VM, command: tuple[str, ...]) -> int:
+    """A user's image: its serial console, logged in.  A command runs like any memharness
+    command (its output, then its status); a terminal gets the console itself until Ctrl-]."""
+    if command:
+        result = vm.run(argv_script(command), check=False)
+        sys.stdout.buffer.write(result.stdout)
+        sys.stdout.flush()
+        return result.exit_code if result.exit_code is not None else 255
+    shell = vm.console_shell
+    shell.leave_command_mode(abort=vm.abort_reason)
+    print("memharness shell: the guest's serial console; Ctrl-] leaves", file=sys.stderr)
+    return shell.interact(vm.abort_reason)
 
 
 def _hand_over(vm: VM, artifacts: Path, command: tuple[str, ...]) -> int:

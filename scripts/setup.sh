@@ -12,6 +12,7 @@ DEBS=(
   python3-venv ca-certificates apt
   make bc bison flex libelf-dev libssl-dev ccache git
   e2fsprogs fakeroot openssh-client  # the Debian guest image (mke2fs -d), `memharness shell`
+  openssl  # the tests' own user image (--image PATH): a hashed root password
   chromium poppler-utils  # the HTML report is tested in a real browser (print to PDF, read it)
 )
 

@@ -22,6 +22,7 @@ from harness.image.cpio import Archive
 from harness.image.elf import dynamic_info, is_elf
 from harness.image.helpers import build_helpers, guest_files, guest_files_key, resolve_packages
 from harness.image.rootfs import REQUIRED_OPTIONS, Rootfs, build_rootfs
+from harness.image.user import UserDisk, inspect_user_image, looks_like_path
 from harness.kernel.model import Kernel
 from harness.kernel.testmod import build_test_module
 from harness.paths import GUEST_SCRIPTS, IMAGES
@@ -71,10 +72,23 @@ class GuestImage:
     absent: tuple[str, ...]  # recipe modules this kernel does not have
     test_modules: tuple[str, ...] = ()  # guest-scripts/kmod modules, at TEST_MODULE_DIR/NAME.ko
     rootfs: Rootfs | None = None  # the Debian image's disk (None: the initramfs is the root)
+    user: UserDisk | None = None  # a user's own image (--image PATH), reached over the console
 
     @property
     def name(self) -> str:
+        """What --image says to choose this image again."""
+        if self.user is not None:
+            return str(self.user.path)
         return "debian" if self.rootfs else "initramfs"
+
+    @property
+    def disk(self) -> tuple[Path, str] | None:
+        """(file, qemu format) of the root disk the guest boots into (None: the initramfs)."""
+        if self.rootfs is not None:
+            return self.rootfs.disk, "qcow2"
+        if self.user is not None:
+            return self.user.path, self.user.format
+        return None
 
 
 def _wanted_library_package(name: str) -> bool:
@@ -283,11 +297,41 @@ def with_rootfs(image: GuestImage, kernel: Kernel) -> GuestImage:
     return replace(image, rootfs=rootfs, identity=digest(image.identity, rootfs.identity)[:32])
 
 
+# What a kernel needs to boot into a user's image from the initramfs (the disk; the
+# filesystem is the image's business: its driver is loaded if it is a module).
+USER_IMAGE_OPTIONS = ("VIRTIO_BLK",)
+
+
+def with_user_image(image: GuestImage, kernel: Kernel, user: UserDisk) -> GuestImage:
+    """``image`` booting into the user's own (checked) image; refuses, in one line, a kernel
+    that cannot reach its disk."""
+    from harness.errors import UserError
+    from harness.kernel.build import build_command
+
+    missing = kernel.missing_options(USER_IMAGE_OPTIONS)
+    if missing:
+        raise UserError(
+            f"kernel {kernel.release} lacks {', '.join(missing)} to boot --image {user.path}: "
+            f"build one with {build_command(missing, kernel.arch)} and pass it with --kernel"
+        )
+    return replace(image, user=user, identity=digest(image.identity, user.identity)[:32])
+
+
 def prepare_image(kernel: Kernel, kind: str = "initramfs") -> GuestImage:
-    """The guest image of ``kind`` (IMAGE_KINDS) for ``kernel``."""
+    """The guest image of ``kind`` (IMAGE_KINDS, or the path of a user's image) for
+    ``kernel``."""
     from harness.errors import UserError
 
-    if kind not in IMAGE_KINDS:
-        raise UserError(f"unknown image {kind!r}: use one of {', '.join(IMAGE_KINDS)}")
+    if kind not in IMAGE_KINDS and not looks_like_path(kind):
+        raise UserError(
+            f"unknown image {kind!r}: use one of {', '.join(IMAGE_KINDS)} or the path of a "
+            "disk image (./NAME for a file in this directory)"
+        )
+    # a bad path fails before anything is built
+    user = None if kind in IMAGE_KINDS else inspect_user_image(Path(kind), kernel.arch)
     image = build_guest_image(kernel)
-    return with_rootfs(image, kernel) if kind == "debian" else image
+    if kind == "debian":
+        return with_rootfs(image, kernel)
+    if user is not None:
+        return with_user_image(image, kernel, user)
+    return image

@@ -37,6 +37,8 @@ class MachineSpec:
     firmware: Path | None = None  # UEFI image (-bios)
     machine_options: tuple[str, ...] = ()  # appended to -machine (e.g. dumpdtb=F)
     extra: tuple[str, ...] = field(default=())  # devices and objects from the layout
+    # A user's image: the UART on this socket too (memharness listens), logged by QEMU still
+    console_socket: Path | None = None
 
 
 def mem_arg(spec: MachineSpec) -> str:
@@ -73,7 +75,13 @@ def build_argv(spec: MachineSpec, binary: str | None = None) -> list[str]:
     argv += ["-append", " ".join(spec.cmdline)]
     if spec.dtb:
         argv += ["-dtb", str(spec.dtb)]
-    argv += ["-chardev", f"file,id=console,path={spec.console_log}"]
+    if spec.console_socket is None:
+        argv += ["-chardev", f"file,id=console,path={spec.console_log}"]
+    else:
+        argv += [
+            "-chardev",
+            f"socket,id=console,path={spec.console_socket},logfile={spec.console_log}",
+        ]
     argv += ["-serial", "chardev:console"]
     argv += ["-chardev", f"socket,id=qmp,path={spec.qmp_socket}"]
     argv += ["-mon", "chardev=qmp,mode=control"]
@@ -86,15 +94,21 @@ def build_argv(spec: MachineSpec, binary: str | None = None) -> list[str]:
     return argv
 
 
-def rootfs_args(overlay: Path, ssh_port: int) -> list[str]:
-    """The Debian image's devices: its per-boot overlay on virtio-blk (cache=unsafe: the
-    overlay is thrown away after the boot, so flushes buy nothing) and user-mode networking
-    with the host's loopback ``ssh_port`` forwarded to the guest's sshd."""
-    return [
+def rootfs_args(overlay: Path, ssh_port: int | None) -> list[str]:
+    """A root disk's devices: its per-boot overlay on virtio-blk (cache=unsafe: the overlay
+    is thrown away after the boot, so flushes buy nothing) and, for the Debian image,
+    user-mode networking with the host's loopback ``ssh_port`` forwarded to the guest's sshd
+    (None: a user's image, reached over the console only)."""
+    disk = [
         "-drive",
         f"file={overlay},if=none,id=mhroot,format=qcow2,cache=unsafe",
         "-device",
         "virtio-blk-pci,drive=mhroot",
+    ]
+    if ssh_port is None:
+        return disk
+    return [
+        *disk,
         "-netdev",
         f"user,id=mhnet,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
         "-device",

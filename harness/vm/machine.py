@@ -39,6 +39,7 @@ from harness.vm import accel as accelmod
 from harness.vm import snapshot
 from harness.vm.channel import Channel, ChannelClosed, CommandResult, Listener, argv_script
 from harness.vm.console import ConsoleWatcher
+from harness.vm.console_shell import ConsoleShell
 from harness.vm.ports import PortLease, lease_port
 from harness.vm.qmp import QMP
 from harness.vm.ssh import SSHChannel
@@ -107,6 +108,7 @@ class VM:
         self._fatal_seen_at: float | None = None
         self._ssh: SSHChannel | None = None
         self._ssh_port: PortLease | None = None
+        self._console_shell: ConsoleShell | None = None
         self.argv: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -160,10 +162,13 @@ class VM:
     def _boot(self, binary: str, accel: str, boot_timeout: float) -> None:
         self.state.accel = accel
         self._sockdir = socket_dir()  # short: sun_path is 108 bytes
+        user = self.image.user
+        # A user's image runs no agent: its console is the one channel.
         ports = tuple(
             ChannelPort(f"mh.{i}", self._sockdir / f"port{i}.sock")
-            for i in range(self.options.ports)
+            for i in range(0 if user else self.options.ports)
         )
+        console_socket = self._sockdir / "console.sock" if user else None
         extra_cmdline = list(self.options.cmdline)
         if self.options.panic_on_oops:
             extra_cmdline.insert(0, "oops=panic")
@@ -184,6 +189,7 @@ class VM:
             dtb=self.options.dtb,
             firmware=Path(fw) if self.options.uefi and (fw := self.arch.firmware()) else None,
             machine_options=self.options.machine_options,
+            console_socket=console_socket,
             extra=(
                 *disk_args,
                 *self.options.extra_args,
@@ -198,7 +204,8 @@ class VM:
         (self.artifacts / "qemu.argv").write_text(shell_quote(self.argv) + "\n")
         qmp_listener = Listener(spec.qmp_socket)
         port_listeners = [Listener(p.socket) for p in ports]
-        self._listeners = [qmp_listener, *port_listeners]
+        console_listener = Listener(console_socket) if console_socket else None
+        self._listeners = [qmp_listener, *port_listeners, *filter(None, [console_listener])]
         (self.artifacts / "console.log").write_bytes(b"")  # exists from the start, for every record
         self._console = ConsoleWatcher(self.artifacts / "console.log", self._on_console)
         stderr = self._open("qemu.stderr", "w")
@@ -212,6 +219,10 @@ class VM:
             for port, listener in zip(ports, port_listeners, strict=True):
                 sock = listener.accept(CONNECT_TIMEOUT, self.alive)
                 self._channels.append(Channel(sock, port.name, transcript))
+            if console_listener is not None and user is not None:
+                sock = console_listener.accept(CONNECT_TIMEOUT, self.alive)
+                self._console_shell = ConsoleShell(sock, transcript)
+                self._console_shell.login(user.login, user.password, boot_timeout, self._boot_abort)
             for channel in self._channels:
                 if self.options.incoming is None:
                     channel.wait_ready(boot_timeout, self._boot_abort)
@@ -244,12 +255,16 @@ class VM:
         self.state.boot_seconds = time.monotonic() - start
 
     def _rootfs_args(self, cmdline: list[str]) -> list[str]:
-        """QEMU arguments of the Debian image (disk overlay, network with the SSH forward);
-        appends its kernel arguments to ``cmdline``.  Nothing for the initramfs."""
-        rootfs = self.image.rootfs
-        if rootfs is None:
+        """QEMU arguments of a root disk (its overlay; for the Debian image the network with
+        the SSH forward); appends its kernel arguments to ``cmdline``.  Nothing for the
+        initramfs."""
+        disk = self.image.disk
+        if disk is None:
             return []
-        rootfs.check(self.arch.name)
+        backing, backing_format = disk
+        rootfs, user = self.image.rootfs, self.image.user
+        if rootfs is not None:
+            rootfs.check(self.arch.name)
         assert self._sockdir is not None
         overlay = self._sockdir / "root.qcow2"  # per boot, removed with the socket directory
         qemu_img = proc.require_tool("qemu-img", "qemu-utils")
@@ -261,17 +276,21 @@ class VM:
                 "-f",
                 "qcow2",
                 "-F",
-                "qcow2",
+                backing_format,
                 "-b",
-                str(rootfs.disk),
+                str(backing),
                 str(overlay),
             ],
             timeout=60,
-            what="qemu-img create (Debian image overlay)",
+            what=f"qemu-img create (overlay of {backing})",
         )
+        cmdline.append("mh.root=/dev/vda")
+        if user is not None:
+            # stage 1 checks the init's ELF machine and hands over to it (guest-scripts/init)
+            cmdline += [f"mh.init={user.init}", f"mh.elf={self.arch.elf_machine}"]
+            return rootfs_args(overlay, None)
         if self._ssh_port is None:
             self._ssh_port = lease_port()
-        cmdline.append("mh.root=/dev/vda")
         return rootfs_args(overlay, self._ssh_port.port)
 
     @property
@@ -403,7 +422,22 @@ class VM:
                 CommandResult(script, None, 0, b"", b"", 0.0, stopped_by="the VM is not running")
             )
         limit = timeout if timeout is not None else self.options.command_timeout
+        if self._console_shell is not None:
+            if port != 0:
+                raise InfraError(
+                    f"a user's image has one console, not {port + 1} command sessions: run "
+                    "this scenario on --image initramfs or debian"
+                )
+            result = self._console_shell.run(script, limit, self.abort_reason)
+            return self._judge(result, limit, check)
         return self._judge(self._channels[port].run(script, limit, self.abort_reason), limit, check)
+
+    @property
+    def console_shell(self) -> ConsoleShell:
+        """The logged-in console of a user's image (``--image PATH``)."""
+        if self._console_shell is None:
+            raise InfraError("this guest has no console shell: it is not a user's image")
+        return self._console_shell
 
     def _record(self, result: CommandResult) -> CommandResult:
         self.state.commands.append(result)
@@ -495,6 +529,9 @@ class VM:
         for channel in self._channels:
             channel.close()
         self._channels = []
+        if self._console_shell is not None:
+            self._console_shell.close()
+            self._console_shell = None
         for listener in self._listeners:
             listener.close()
         self._listeners = []

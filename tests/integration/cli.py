@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pexpect
+
 from harness.arch import ArchProfile
 
 
@@ -39,3 +41,35 @@ def run_json(
         "run", *args, "--artifacts", art, "--json", str(report), env=env, timeout=timeout
     )
     return done, json.loads(report.read_text()) if report.is_file() else {}
+
+
+def spawn_shell(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> "pexpect.spawn[str]":
+    """`memharness shell ARGS` on a pty, as a person at a terminal starts it; what it shows
+    goes to tmp_path/terminal.log as well."""
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "harness", "shell", "--artifacts", str(tmp_path), *args],
+        timeout=240,
+        encoding="utf-8",
+        codec_errors="replace",
+        dimensions=(40, 120),
+        env=env,
+    )
+    child.logfile_read = (tmp_path / "terminal.log").open("w")
+    return child
+
+
+def qemus(tmp_path: Path) -> list[int]:
+    """QEMUs whose command line names this test's artifacts (the child's, not ours)."""
+    out = []
+    for pid_dir in Path("/proc").iterdir():
+        if pid_dir.name.isdigit():
+            try:
+                cmdline = (pid_dir / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu-system" in cmdline and str(tmp_path).encode() in cmdline:
+                out.append(int(pid_dir.name))
+    return out

@@ -4,7 +4,6 @@ end.  No QEMU may be left behind by any of it."""
 
 import json
 import signal
-import sys
 from pathlib import Path
 
 import pexpect
@@ -12,6 +11,8 @@ import pytest
 
 from harness import proc
 from harness.arch import ArchProfile
+from tests.integration.cli import qemus
+from tests.integration.cli import spawn_shell as spawn
 
 PROMPT = r"root@mh-guest:[^\r\n]*# "
 # scenario, a step of it, and what the guest shows right after that step and before the next
@@ -29,33 +30,6 @@ UNTIL = {
         "online\r\nls: cannot access",  # 512M plugged, not yet 768M (step 5)
     ),
 }
-
-
-def spawn(tmp_path: Path, *args: str) -> "pexpect.spawn[str]":
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "harness", "shell", "--artifacts", str(tmp_path), *args],
-        timeout=240,
-        encoding="utf-8",
-        codec_errors="replace",
-        dimensions=(40, 120),
-    )
-    child.logfile_read = (tmp_path / "terminal.log").open("w")
-    return child
-
-
-def qemus(tmp_path: Path) -> list[int]:
-    """QEMUs whose command line names this test's artifacts (the child's, not ours)."""
-    out = []
-    for pid_dir in Path("/proc").iterdir():
-        if pid_dir.name.isdigit():
-            try:
-                cmdline = (pid_dir / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"qemu-system" in cmdline and str(tmp_path).encode() in cmdline:
-                out.append(int(pid_dir.name))
-    return out
 
 
 def test_type_read_and_log_out(arch: ArchProfile, tmp_path: Path) -> None:
@@ -115,7 +89,7 @@ def test_a_splat_typed_by_hand_is_reported(tmp_path: Path) -> None:
 
 def test_bad_input_is_one_line_before_qemu(tmp_path: Path) -> None:
     for args, message in (
-        (["--image", "initramfs"], "memharness shell needs --image debian"),
+        (["--image", "initramfs"], "memharness shell needs --image debian (or a path"),
         (["--until", "x"], "--until names a step of a scenario: pass --scenario too"),
         (["--scenario", "nope"], "nope"),
     ):

@@ -160,3 +160,20 @@ def test_rootfs_devices_are_wired_to_their_backends_and_loopback_only() -> None:
     assert netdev.startswith("user,id=") and "hostfwd=tcp:127.0.0.1:23456-:22" in netdev
     net_id = netdev.split(",")[1].removeprefix("id=")
     assert f"virtio-net-pci,netdev={net_id}" in devices
+
+
+def test_a_users_image_has_its_disk_and_no_network() -> None:
+    argv = rootfs_args(Path("/tmp/mh-1/root.qcow2"), None)
+    assert "-netdev" not in argv and not any("virtio-net" in a for a in argv)
+    assert "virtio-blk-pci,drive=mhroot" in opt(argv, "-device")
+
+
+def test_a_console_socket_keeps_qemus_own_log() -> None:
+    argv = build_argv(spec(ARM64, ports=(), console_socket=Path("/tmp/s/con")))
+    chardevs = opt(argv, "-chardev")
+    # QEMU connects as a client (no server=on: memharness listens before it starts) and still
+    # writes every byte the guest prints to console.log itself
+    assert "socket,id=console,path=/tmp/s/con,logfile=/a/console.log" in chardevs
+    assert not any(c.startswith("file,id=console") for c in chardevs)
+    assert opt(argv, "-serial") == ["chardev:console"]
+    assert "virtio-serial-pci,id=mhserial" not in opt(argv, "-device")
