@@ -2,7 +2,8 @@
  * mh-gup: pinned pages under fork, mremap, THP split and migration (seed 003), and pins of
  * ZONE_DEVICE pages held while something else runs (seeds 000 and 004).
  *
- *   mh-gup anon [MIB]                   the seed-003 checks on anonymous (THP) memory
+ *   mh-gup anon [MIB]                   the seed-003 checks on anonymous (THP) memory,
+ *                                       move_pages to the last NUMA node when there are two
  *   mh-gup hold anon|file|devdax PATH -- CMD [ARG...]
  *                                       pin pages of a mapping, run CMD while the pins are
  *                                       held and a child keeps touching the mapping, then
@@ -38,6 +39,9 @@
 #endif
 #ifndef MADV_WIPEONFORK
 #define MADV_WIPEONFORK 18
+#endif
+#ifndef MPOL_MF_MOVE
+#define MPOL_MF_MOVE (1 << 1)
 #endif
 #define KPF_THP 22
 #define MIB (1UL << 20)
@@ -353,6 +357,56 @@ static int child_status(pid_t pid)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* Nodes with memory (/sys/devices/system/node/has_memory: "0", "0-1", "0,2"). */
+static int memory_nodes(void)
+{
+	char list[256] = "";
+	FILE *f = fopen("/sys/devices/system/node/has_memory", "r");
+	if (!f)
+		return 1;
+	if (!fgets(list, sizeof(list), f))
+		list[0] = 0;
+	fclose(f);
+	int nodes = 0, lo = -1;
+	for (char *p = list; *p && *p != '\n';) {
+		char *end;
+		long n = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		nodes += lo >= 0 ? (int)(n - lo) : 1;
+		lo = *end == '-' ? (int)n : -1;
+		p = *end ? end + 1 : end;
+	}
+	return nodes ? nodes : 1;
+}
+
+/* move_pages(2) of [buf, buf+len) to ``node``: the syscall's result (negative errno, or the
+ * number of pages it could not move), and in *arrived the pages that are on ``node`` after. */
+static long move_range(void *buf, size_t len, int node, int *arrived)
+{
+	size_t n = len / PAGE;
+	void **pages = calloc(n, sizeof(*pages));
+	int *nodes = calloc(n, sizeof(int)), *status = calloc(n, sizeof(int));
+	long res = -ENOMEM;
+	*arrived = 0;
+	if (pages && nodes && status) {
+		for (size_t i = 0; i < n; i++) {
+			pages[i] = (char *)buf + i * PAGE;
+			nodes[i] = node;
+			status[i] = -1;
+		}
+		res = syscall(SYS_move_pages, 0, n, pages, nodes, status, MPOL_MF_MOVE);
+		if (res < 0)
+			res = -errno;
+		for (size_t i = 0; i < n; i++)
+			*arrived += status[i] == node;
+	}
+	free(pages);
+	free(nodes);
+	free(status);
+	return res;
+}
+
 static int run_anon(size_t mib)
 {
 	size_t len = mib * MIB, quarter = len / 4;
@@ -448,6 +502,29 @@ static int run_anon(size_t mib)
 		coherent("mremap-pin-follows", &ring, a, pinned_at, quarter, 10);
 	} else {
 		check("mremap", 0, "mremap: %s", err_name(errno));
+	}
+
+	/* NUMA migration (move_pages) to the last node, which a layout with numa gives the
+	 * movable memory: unpinned pages must arrive with their data; longterm-pinned ones
+	 * must not land in ZONE_MOVABLE and the pin must still see the mapping either way */
+	int nodes = memory_nodes();
+	if (nodes < 2) {
+		check("move-pages", 1, "skipped: one node with memory (a layout's numa adds one)");
+	} else {
+		int arrived = 0, target = nodes - 1;
+		long res = move_range(c, quarter, target, &arrived);
+		check("move-pages-unpinned", res >= 0 && arrived > 0 && mismatch(c, quarter, 4) < 0,
+		      "move_pages of %zu unpinned pages to node %d: %ld not moved, %d arrived, data %s",
+		      quarter / PAGE, target, res, arrived,
+		      mismatch(c, quarter, 4) < 0 ? "kept" : "lost");
+		res = move_range(a, quarter, target, &arrived);
+		int in_movable = count_movable(a, quarter);
+		check("move-pages-longterm-pinned", in_movable == 0,
+		      "move_pages of %zu longterm-pinned pages to node %d: %ld not moved, %d "
+		      "arrived, %d in ZONE_MOVABLE", quarter / PAGE, target, res, arrived, in_movable);
+		coherent("move-pages-pin-coherent", &ring, a, pinned_at, quarter, 15);
+		/* the page the FOLL_GET checks below use goes to the movable node first */
+		move_range(d, PAGE, target, &arrived);
 	}
 
 	/* migration: soft offline of pinned pages must fail, or leave the pin and the mapping

@@ -272,6 +272,12 @@ class _Machine:
                 f"step {step.describe()}: all {self.plan.layout.slots} slots are in use: raise "
                 "slots in the layout"
             )
+        nodes = len(self.plan.layout.numa) or 1
+        if step.node is not None and not 0 <= step.node < nodes:
+            raise UserError(
+                f"step {step.describe()}: node {step.node} is not one of the layout's {nodes} "
+                "NUMA nodes (layout key numa)"
+            )
         region = self._place(step, step.size)
         state = self.auto_state if kind.pages == OFFLINE else kind.pages
         mem = Memory(step.id, kind.name, region, state)
@@ -285,7 +291,13 @@ class _Machine:
             ("object-add", {"qom-type": "memory-backend-ram", "id": backend, "size": step.size}),
             (
                 "device_add",
-                {"driver": kind.driver, "id": step.id, "memdev": backend, "addr": region.start},
+                {
+                    "driver": kind.driver,
+                    "id": step.id,
+                    "memdev": backend,
+                    "addr": region.start,
+                    **({} if step.node is None else {"node": step.node}),
+                },
             ),
         )
         return self._planned(step, mem, qmp=qmp)

@@ -3,6 +3,7 @@
 A step is one inline table whose first key names the action and its subject::
 
     { plug = "pc-dimm", id = "dimm0", size = "256M" }     # object-add + device_add
+    { plug = "pc-dimm", id = "dimm1", size = "256M", node = 1 }   # on NUMA node 1 (layout numa)
     { online = "dimm0", zone = "movable" }                # every memory block of dimm0
     { walk = "dimm0" }                                    # the scenario's walkers over it
     { churn = "dimm0", rounds = 5 }                       # offline/online, walkers racing
@@ -27,7 +28,7 @@ from harness.layout.model import fmt_size, parse_size
 
 # action → (keys it accepts besides its own, keys it requires)
 SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "plug": (frozenset({"id", "size", "addr"}), frozenset({"id", "size"})),
+    "plug": (frozenset({"id", "size", "addr", "node"}), frozenset({"id", "size"})),
     "unplug": (frozenset(), frozenset()),
     "online": (frozenset({"zone"}), frozenset()),
     "offline": (frozenset(), frozenset()),
@@ -53,6 +54,7 @@ class Action:
     start: int | None = None  # plug: addr (None: first fit); add/remove: physical start
     zone: str = "movable"
     rounds: int = DEFAULT_CHURN_ROUNDS
+    node: int | None = None  # plug: the NUMA node (None: QEMU's default, node 0)
 
     @property
     def target(self) -> str:
@@ -97,6 +99,7 @@ class Action:
             start=None if start is None else parse_size(start),
             zone=zone,
             rounds=rounds,
+            node=None if data.get("node") is None else int(data["node"]),
         )
 
     def describe(self) -> str:
@@ -110,4 +113,6 @@ class Action:
             parts.append(fmt_size(self.size) if self.size else "0")
         if self.action == "churn":
             parts.append(f"x{self.rounds}")
+        if self.node is not None:
+            parts.append(f"node{self.node}")
         return " ".join(parts)

@@ -62,6 +62,7 @@ class VirtioMem:
     id: str
     size: int
     requested: int = 0
+    node: int | None = None  # its NUMA node (layout numa); None: QEMU's default
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ class Layout:
                     virtio-mem); ``online`` is memhp_default_state for what gets plugged
                     (default offline, always put on the command line: kernels differ);
                     ``cxl`` adds a CXL type-3 device (x86_64) behind a CXL host bridge, whose
-                    regions the scenario creates and destroys in the guest
+                    regions the scenario creates and destroys in the guest; ``numa`` splits
+                    boot memory over NUMA nodes (a plug step's ``node`` puts a device on one)
     """
 
     kind: str
@@ -92,6 +94,9 @@ class Layout:
     virtio_mem: tuple[VirtioMem, ...] = ()  # hotplug: virtio-mem devices present from boot
     online: str = ""  # hotplug: memhp_default_state for plugged memory ("" = offline, stated)
     cxl: int = 0  # hotplug: size of a CXL type-3 device's persistent memory (0: none)
+    # hotplug: boot memory per NUMA node (they add up to ``memory``; 0 is a memory-less node
+    # that plugged memory can go to); () is one node, as QEMU makes it
+    numa: tuple[int, ...] = ()
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Layout":
@@ -113,10 +118,16 @@ class Layout:
             "virtio_mem",
             "online",
             "cxl",
+            "numa",
         }
         unknown = set(data) - known
         if unknown:
             raise UserError(f"layout has unknown keys {sorted(unknown)}: use {sorted(known)}")
+        if not isinstance(data.get("numa", []), list):
+            raise UserError(
+                f"layout numa = {data['numa']!r}: list each node's boot memory, "
+                'e.g. numa = ["1G", "0"]'
+            )
         return cls(
             kind=str(data["kind"]),
             memory=parse_size(data["memory"]),
@@ -128,9 +139,15 @@ class Layout:
             slots=int(data.get("slots", 0)),
             maxmem=parse_size(data.get("maxmem", 0)),
             virtio_mem=tuple(
-                VirtioMem(str(v["id"]), parse_size(v["size"]), parse_size(v.get("requested", 0)))
+                VirtioMem(
+                    str(v["id"]),
+                    parse_size(v["size"]),
+                    parse_size(v.get("requested", 0)),
+                    None if v.get("node") is None else int(v["node"]),
+                )
                 for v in data.get("virtio_mem", [])
             ),
             online=str(data.get("online", "")),
             cxl=parse_size(data.get("cxl", 0)),
+            numa=tuple(parse_size(n) for n in data.get("numa", [])),
         )

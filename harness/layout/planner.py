@@ -265,6 +265,8 @@ def plan(layout: Layout, arch: ArchProfile, expect_collision: bool = True) -> Pl
         )
     if layout.memory % SUBSECTION:
         raise UserError(f"memory {fmt_size(layout.memory)} is not a multiple of 2M")
+    if layout.numa and layout.kind != "hotplug":
+        raise UserError(f"numa is a hotplug layout's key, not {layout.kind}'s: drop it")
     builders = {
         "legacy": _plan_legacy,
         "nfit": _plan_nfit,
@@ -443,6 +445,11 @@ def _plan_hotplug(layout: Layout, arch: ArchProfile) -> Plan:
             )
         if dev.requested > dev.size:
             raise UserError(f"virtio-mem {dev.id}: requested is above its size")
+        if dev.node is not None and not 0 <= dev.node < max(len(layout.numa), 1):
+            raise UserError(
+                f"virtio-mem {dev.id}: node {dev.node} is not one of the layout's NUMA nodes "
+                "(layout key numa)"
+            )
         if layout.online in ("", "offline"):
             raise UserError(
                 f"virtio-mem {dev.id} needs plugged memory onlined as it arrives: set "
@@ -461,15 +468,44 @@ def _plan_hotplug(layout: Layout, arch: ArchProfile) -> Plan:
             f"memory-backend-ram,id=mem-{dev.id},size={dev.size}",
             "-device",
             f"virtio-mem-pci,id={dev.id},memdev=mem-{dev.id},memaddr={region.start:#x},"
-            f"requested-size={dev.requested}",
+            f"requested-size={dev.requested}" + ("" if dev.node is None else f",node={dev.node}"),
         ]
     args += _cxl_args(layout, arch)
+    args += numa_args(layout, arch)
     notes = ("memory devices are added, resized and removed by the scenario's steps",)
     return replace(
         _finish(layout, arch, ram, [], qemu_args=tuple(args), cmdline=tuple(cmdline), notes=notes),
         window=window,
         boot_devices=tuple(devices),
     )
+
+
+def numa_args(layout: Layout, arch: ArchProfile) -> list[str]:
+    """QEMU's NUMA nodes of ``layout.numa``: each node's boot memory from a backend of its
+    own, a memory-less node as a bare node (QEMU's SRAT makes the device-memory window
+    hotpluggable on the last node, so plugged memory can arrive there)."""
+    if not layout.numa:
+        return []
+    if len(layout.numa) < 2:
+        raise UserError("numa lists the boot memory of each node: name at least two nodes")
+    if sum(layout.numa) != layout.memory:
+        raise UserError(
+            f"numa's nodes add up to {fmt_size(sum(layout.numa))}, not the layout's memory "
+            f"{fmt_size(layout.memory)}: make them add up"
+        )
+    if not layout.numa[0] or any(n % arch.section_size for n in layout.numa):
+        raise UserError(
+            "numa: node 0 needs boot memory, and each node's size must be a multiple of "
+            f"{fmt_size(arch.section_size)} (a memory section)"
+        )
+    args: list[str] = []
+    for node, size in enumerate(layout.numa):
+        if size:
+            args += ["-object", f"memory-backend-ram,id=mhnode{node},size={size}"]
+            args += ["-numa", f"node,nodeid={node},memdev=mhnode{node}"]
+        else:
+            args += ["-numa", f"node,nodeid={node}"]
+    return args
 
 
 CXL_ARCHES = ("x86_64",)  # QEMU 7.2's pxb-cxl host bridge and its fixed window are q35's

@@ -245,6 +245,14 @@ def test_refused_step_syntax(data: dict[str, Any], needle: str) -> None:
         ({**ARM_VIRTIO, "virtio_mem": [{"id": "v", "size": "4G"}]}, "raise maxmem"),
         ({**ARM_VIRTIO, "online": "sometimes"}, "is not one of"),
         ({**X86_DIMMS, "pmem": [{"start": "0x40000000", "size": "64M"}]}, "remove pmem"),
+        ({**X86_DIMMS, "numa": ["1G"]}, "at least two nodes"),
+        ({**X86_DIMMS, "numa": ["512M", "256M"]}, "add up to 768M, not the layout's memory 1G"),
+        ({**X86_DIMMS, "numa": ["0", "1G"]}, "node 0 needs boot memory"),
+        ({**X86_DIMMS, "numa": ["960M", "64M"]}, "multiple of 128M"),
+        (
+            {**ARM_VIRTIO, "virtio_mem": [{"id": "v", "size": "1G", "node": 1}]},
+            "node 1 is not one of the layout's NUMA nodes",
+        ),
     ],
 )
 def test_refused_hotplug_layouts(layout: dict[str, Any], needle: str) -> None:
@@ -273,3 +281,42 @@ def test_walk_expectations_for_hotplugged_memory() -> None:
     soft = {"runs": [{"pfn": pfn, "n": 32768, "result": "ENXIO"}]}
     assert check("soft-offline", soft, pmem) == [] and check("soft-offline", soft, offline)
     assert summary(runs(nopage), offline)["offline"] == {"names=": 32768}
+
+
+def test_numa_nodes_and_a_dimm_on_the_memory_less_one() -> None:
+    hp = catalogue_plan("gup-pin-numa-migrate")
+    (scenario,) = [s for s in load_catalogue() if s.name == "gup-pin-numa-migrate"]
+    args = plan(scenario.layout, X86_64).qemu_args
+    # node 0 carries all of -m 1G from its own backend; node 1 starts without memory
+    assert args[-6:] == (
+        "-object",
+        f"memory-backend-ram,id=mhnode0,size={G}",
+        "-numa",
+        "node,nodeid=0,memdev=mhnode0",
+        "-numa",
+        "node,nodeid=1",
+    )
+    plug = hp.steps[0]
+    assert plug.qmp[1] == (
+        "device_add",
+        {"driver": "pc-dimm", "id": "dimm0", "memdev": "mem-dimm0", "addr": 4 * G, "node": 1},
+    )
+    assert plug.step.describe() == "plug pc-dimm dimm0 256M node1"
+    with pytest.raises(UserError, match="node 2 is not one of the layout's 2 NUMA nodes"):
+        planned(
+            {**X86_DIMMS, "numa": ["1G", "0"]},
+            X86_64,
+            {"plug": "pc-dimm", "id": "d", "size": "128M", "node": 2},
+        )
+    with pytest.raises(UserError, match="node 1 is not one of the layout's 1 NUMA nodes"):
+        planned(X86_DIMMS, X86_64, {"plug": "pc-dimm", "id": "d", "size": "128M", "node": 1})
+
+
+def test_arm64_virtio_mem_on_a_node_with_boot_memory() -> None:
+    (scenario,) = [s for s in load_catalogue() if s.name == "gup-pin-numa-migrate-arm64"]
+    args = plan(scenario.layout, ARM64).qemu_args
+    devices = [args[i + 1] for i, a in enumerate(args) if a == "-device"]
+    assert any(d.startswith("virtio-mem-pci,id=vmem0,") and d.endswith(",node=1") for d in devices)
+    half = 512 * M
+    assert f"memory-backend-ram,id=mhnode1,size={half}" in args
+    assert "node,nodeid=1,memdev=mhnode1" in args

@@ -148,7 +148,13 @@ def pmem(start: str, size: str) -> list[dict[str, str]]:
         ({**HOTPLUG, "cxl": "1G", "maxmem": "4G", "slots": 2}, X86_64, "no maxmem, slots"),
         ({**HOTPLUG, "cxl": "100M"}, X86_64, "multiple of 128M"),
         ({**HOTPLUG, "cxl": "8G"}, X86_64, "at most 4G"),
-        ({**LEGACY, "pmem": pmem("0x40000000", "64M"), "numa": 2}, X86_64, "unknown keys"),
+        ({**LEGACY, "pmem": pmem("0x40000000", "64M"), "hugepages": 2}, X86_64, "unknown keys"),
+        ({**LEGACY, "pmem": pmem("0x40000000", "64M"), "numa": 2}, X86_64, "list each node's"),
+        (
+            {**LEGACY, "pmem": pmem("0x40000000", "64M"), "numa": ["1G", "1G"]},
+            X86_64,
+            "numa is a hotplug layout's key, not legacy's",
+        ),
     ],
 )
 def test_refused_layouts(data: dict[str, object], arch: object, needle: str) -> None:

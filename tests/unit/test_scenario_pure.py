@@ -125,6 +125,7 @@ def test_catalogue_and_selection() -> None:
         "partial-hot-remove-arm64-rodata",
         "dimm-soft-offline-unplug-arm64",
         "gup-pin-fork-migrate-arm64",
+        "gup-pin-numa-migrate-arm64",
         "dt-namespace-cycles-arm64",
         "selftests-layout-arm64",
     ]
