@@ -237,10 +237,11 @@ class ConsoleShell:
             raise InfraError("a command's stdin cannot go over the serial console")
         data = script.encode(errors="surrogateescape")
         too_long = [ln for ln in data.split(b"\n") if len(ln) > MAX_LINE]
-        if too_long or any(c < 0x20 and c not in (0x09, 0x0A) for c in data):
+        if too_long or any((c < 0x20 and c not in (0x09, 0x0A)) or c == 0x7F for c in data):
             raise InfraError(
                 "command cannot be typed into the serial console (a line over "
-                f"{MAX_LINE} bytes, or control characters): {script[:80]}"
+                f"{MAX_LINE} bytes, or control characters or DEL, which the tty would act "
+                f"on): {script[:80]!r}"
             )
         self._serial += 1
         begin = f"MH_BEGIN_{self._token}_{self._serial}"

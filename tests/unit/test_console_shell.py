@@ -1,10 +1,13 @@
 """What the serial console shell reads in a guest's output (pure): prompts as real shells print
 them, and a command's output with the kernel's console lines taken out."""
 
+import io
+import socket
 import subprocess
 
 import pytest
 
+from harness.errors import InfraError
 from harness.vm.console_shell import (
     LOGIN,
     PASSWORD,
@@ -75,3 +78,22 @@ def test_a_marker_is_printed_but_never_typed() -> None:
     assert marker not in line
     out = subprocess.run(["sh", "-c", f"false; {line}"], capture_output=True, text=True).stdout
     assert out == f"{marker} 1\n"
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["x" * 4001, "echo a\x03b", "printf '\x7f'", "echo \x04"],
+    ids=["long line", "ctrl-c", "del", "ctrl-d"],
+)
+def test_what_a_tty_would_act_on_is_refused_before_it_is_typed(script: str) -> None:
+    ours, guest = socket.socketpair()
+    shell = ConsoleShell(ours, io.StringIO())
+    try:
+        with pytest.raises(InfraError, match="cannot be typed into the serial console"):
+            shell.run(script, timeout=1.0)
+        guest.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            guest.recv(1)  # nothing reached the "guest"
+    finally:
+        shell.close()
+        guest.close()

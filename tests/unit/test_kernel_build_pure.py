@@ -133,9 +133,10 @@ def test_the_build_command_names_the_fragments_a_requirement_needs(
 
 
 def test_an_option_no_fragment_sets_asks_for_a_fragment_of_the_users_own() -> None:
-    command = build_command(["CONFIG_NUMA", "CONFIG_KASAN"], X86_64)
+    assert build_command(["CONFIG_NUMA"], X86_64).endswith(" --fragment numa")
+    command = build_command(["CONFIG_KSM", "CONFIG_KASAN"], X86_64)
     defaults = "".join(f" --fragment {f}" for f in DEFAULT_FRAGMENTS)
     assert command.startswith(f"memharness kernel build --arch x86_64{defaults} --fragment kasan")
     assert command.endswith(
-        " --fragment FILE (FILE: a fragment of yours with CONFIG_NUMA; no kconfigs/ topic sets it)"
+        " --fragment FILE (FILE: a fragment of yours with CONFIG_KSM; no kconfigs/ topic sets it)"
     )
