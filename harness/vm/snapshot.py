@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import InfraError
 from harness.tempdirs import socket_dir
-from harness.vm.qmp import QMPAborted
+from harness.vm.qmp import QMPAborted, QMPError
 
 if TYPE_CHECKING:
     from harness.vm.machine import VM, VMOptions
@@ -67,7 +67,26 @@ def save(
                 why = status.get("error-desc", state) if isinstance(status, dict) else state
                 raise InfraError(f"saving the guest to {path} failed: {why}")
     finally:
-        qmp.command("cont")
+        resume(qmp)
+
+
+NOT_FINALIZED = "Migration is not finalized yet"
+RESUME_TIMEOUT = 10.0
+
+
+def resume(qmp: "QMP", timeout: float = RESUME_TIMEOUT) -> None:
+    """``cont`` once QEMU has cleaned up after the save.  The MIGRATION "completed" event
+    comes from the migration thread before the main loop's cleanup, and until that ran QEMU
+    refuses ``cont`` (seen once in a CI run on a loaded machine): retried for ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            qmp.command("cont")
+            return
+        except QMPError as exc:
+            if NOT_FINALIZED not in str(exc) or time.monotonic() > deadline:
+                raise InfraError(f"resuming the guest after saving it: {exc}") from None
+            time.sleep(0.05)
 
 
 class SetupSnapshot:

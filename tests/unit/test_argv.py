@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.arch import ARM64, X86_64, ArchProfile, get_arch, parse_arches
-from harness.errors import UserError
+from harness.errors import InfraError, UserError
 from harness.qemu.argv import (
     ChannelPort,
     MachineSpec,
@@ -177,3 +177,33 @@ def test_a_console_socket_keeps_qemus_own_log() -> None:
     assert not any(c.startswith("file,id=console") for c in chardevs)
     assert opt(argv, "-serial") == ["chardev:console"]
     assert "virtio-serial-pci,id=mhserial" not in opt(argv, "-device")
+
+
+class _RefusingQMP:
+    """QEMU's answers to cont, in order: the error it gives before the migration cleanup."""
+
+    def __init__(self, answers: list[str | None]) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    def command(self, name: str, **_: object) -> object:
+        assert name == "cont"
+        self.calls += 1
+        answer = self.answers.pop(0)
+        if answer is not None:
+            from harness.vm.qmp import QMPError
+
+            raise QMPError(f"cont: {answer}")
+        return {}
+
+
+def test_resume_waits_for_the_migration_cleanup_and_refuses_other_errors() -> None:
+    from harness.vm.snapshot import NOT_FINALIZED, resume
+
+    qmp = _RefusingQMP([NOT_FINALIZED, NOT_FINALIZED, None])
+    resume(qmp, timeout=5.0)  # type: ignore[arg-type]
+    assert qmp.calls == 3
+    with pytest.raises(InfraError, match="resuming the guest after saving it"):
+        resume(_RefusingQMP(["Guest is not running"]), timeout=5.0)  # type: ignore[arg-type]
+    with pytest.raises(InfraError, match="not finalized"):
+        resume(_RefusingQMP([NOT_FINALIZED] * 1000), timeout=0.2)  # type: ignore[arg-type]
