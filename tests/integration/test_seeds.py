@@ -24,6 +24,20 @@ def helper_checks(row: dict[str, Any], command: str) -> dict[str, Any]:
     return out
 
 
+def passing_gup_run(
+    arch: str, scenario: str, tmp_path: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``scenario`` run through the CLI, passed, and its `mh-gup anon 16` output with every
+    check ok: (the output, its checks by name)."""
+    done, data = run_json(tmp_path, "--arch", arch, "--scenario", scenario)
+    (row,) = data["results"]
+    assert done.returncode == 0 and row["outcome"] == "pass", row
+    gup = helper_checks(row, "mh-gup anon 16")
+    checks = {c["name"]: c for c in gup["checks"]}
+    assert all(c["ok"] for c in checks.values()), gup
+    return gup, checks
+
+
 @pytest.mark.parametrize(
     ("arch", "scenario"),
     [("x86_64", "gup-pin-fork-migrate"), ("arm64", "gup-pin-fork-migrate-arm64")],
@@ -31,12 +45,7 @@ def helper_checks(row: dict[str, Any], command: str) -> dict[str, Any]:
 def test_seed_003_pins_survive_fork_mremap_split_and_offline(
     arch: str, scenario: str, tmp_path: Path
 ) -> None:
-    done, data = run_json(tmp_path, "--arch", arch, "--scenario", scenario)
-    (row,) = data["results"]
-    assert done.returncode == 0 and row["outcome"] == "pass", row
-    gup = helper_checks(row, "mh-gup anon 16")
-    checks = {c["name"]: c for c in gup["checks"]}
-    assert all(c["ok"] for c in checks.values()), gup
+    gup, checks = passing_gup_run(arch, scenario, tmp_path)
     assert gup["thps"] > 0, "THP-backed: the seed is about THP split and migration"
     assert gup["pages_on_movable"] > 0, "the helper's memory sits on the hot-plugged block"
     assert "1024 of 1024 pages were on ZONE_MOVABLE" in checks["longterm-pin"]["detail"]
@@ -59,12 +68,7 @@ def test_seed_003_pins_survive_fork_mremap_split_and_offline(
     [("x86_64", "gup-pin-numa-migrate"), ("arm64", "gup-pin-numa-migrate-arm64")],
 )
 def test_seed_003_move_pages_across_numa_nodes(arch: str, scenario: str, tmp_path: Path) -> None:
-    done, data = run_json(tmp_path, "--arch", arch, "--scenario", scenario)
-    (row,) = data["results"]
-    assert done.returncode == 0 and row["outcome"] == "pass", row
-    gup = helper_checks(row, "mh-gup anon 16")
-    checks = {c["name"]: c for c in gup["checks"]}
-    assert all(c["ok"] for c in checks.values()), gup
+    _, checks = passing_gup_run(arch, scenario, tmp_path)
     # the guest had two memory nodes and migration really ran: unpinned pages arrived on
     # node 1, longterm-pinned ones did not (and stayed out of ZONE_MOVABLE)
     assert "move-pages" not in checks, checks.get("move-pages")
