@@ -4,10 +4,14 @@
  *
  *   mh-gup anon [MIB]                   the seed-003 checks on anonymous (THP) memory,
  *                                       move_pages to the last NUMA node when there are two
- *   mh-gup hold anon|file|devdax PATH -- CMD [ARG...]
+ *   mh-gup hold anon|file|devdax PATH [--direct SERIAL] -- CMD [ARG...]
  *                                       pin pages of a mapping, run CMD while the pins are
  *                                       held and a child keeps touching the mapping, then
- *                                       check what the pins see against what the mapping shows
+ *                                       check what the pins see against what the mapping shows;
+ *                                       --direct: the FOLL_GET pin is an O_DIRECT read from
+ *                                       the disk with that serial (the layout's slow_disk),
+ *                                       in flight into the mapping while CMD runs, instead
+ *                                       of a page in a pipe
  *
  * Two kinds of pin, both without libraries: FOLL_PIN|FOLL_LONGTERM through io_uring fixed
  * buffers (IORING_REGISTER_BUFFERS), read and written back with READ_FIXED/WRITE_FIXED, and
@@ -602,6 +606,7 @@ static void on_bus(int sig) { (void)sig; siglongjmp(bus_jump, 1); }
 struct touch {
 	volatile char *map;
 	size_t len;
+	size_t skip_off, skip_len; /* the O_DIRECT read's pages: the read owns them */
 	volatile int stop;
 	const char *ended;
 };
@@ -615,14 +620,88 @@ static void *toucher(void *arg)
 	}
 	while (!t->stop) {
 		for (size_t off = 0; off < t->len; off += PAGE)
-			t->map[off + 8] = (char)(t->map[off + 8] + 1);
+			if (off - t->skip_off >= t->skip_len)
+				t->map[off + 8] = (char)(t->map[off + 8] + 1);
 		usleep(1000);
 	}
 	t->ended = "ok";
 	return NULL;
 }
 
-static int run_hold(const char *kind, const char *path, char **cmd)
+/* An O_DIRECT read in flight (FOLL_GET/FOLL_PIN by the block layer, as long as the device
+ * takes): a thread reads from the slow disk, whose every request QEMU delays, into pages of
+ * the mapping that nothing else writes; the disk reads zeros over the pattern put there. */
+#define DIRECT_OFF (THP_SIZE / 2 + 16 * PAGE)
+#define DIRECT_LEN (16 * PAGE)
+struct direct {
+	int fd;
+	char *buf;
+	char disk[64];	  /* e.g. vdb */
+	volatile int done;
+	long got; /* bytes read, or -errno */
+};
+
+static void *direct_reader(void *arg)
+{
+	struct direct *d = arg;
+	ssize_t n = pread(d->fd, d->buf, DIRECT_LEN, 0);
+	d->got = n < 0 ? -errno : n;
+	d->done = 1;
+	return NULL;
+}
+
+/* The block device whose /sys/block/X/serial is ``serial``, opened O_DIRECT; -1 if none. */
+static int open_by_serial(const char *serial, char *disk, size_t size)
+{
+	static const char *names[] = {"vda", "vdb", "vdc", "vdd", "vde", "vdf"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[96], got[128] = "";
+		snprintf(path, sizeof(path), "/sys/block/%s/serial", names[i]);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		int found = fgets(got, sizeof(got), f) && strncmp(got, serial, strlen(serial)) == 0;
+		fclose(f);
+		if (found) {
+			snprintf(disk, size, "%s", names[i]);
+			snprintf(path, sizeof(path), "/dev/%s", names[i]);
+			return open(path, O_RDONLY | O_DIRECT);
+		}
+	}
+	errno = ENODEV;
+	return -1;
+}
+
+/* Reads the kernel's count of ``disk``'s requests in flight (/sys/block/X/inflight). */
+static long in_flight(const char *disk)
+{
+	char path[96];
+	long reads = -1, writes = 0;
+	snprintf(path, sizeof(path), "/sys/block/%s/inflight", disk);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld %ld", &reads, &writes) != 2)
+			reads = -1;
+		fclose(f);
+	}
+	return reads < 0 ? -1 : reads + writes;
+}
+
+/* Starts the O_DIRECT read and waits (5 s at most) until the disk has it in flight: 1 when it
+ * is, 0 when it never showed up (or already completed), -errno when it could not start. */
+static int direct_start(struct direct *d, pthread_t *thread)
+{
+	if (pthread_create(thread, NULL, direct_reader, d) != 0)
+		return -EAGAIN;
+	for (int i = 0; i < 500 && !d->done; i++) {
+		if (in_flight(d->disk) > 0)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static int run_hold(const char *kind, const char *path, const char *direct_serial, char **cmd)
 {
 	size_t len = THP_SIZE;
 	int fd = -1, shared = strcmp(kind, "anon") != 0;
@@ -644,18 +723,36 @@ static int run_hold(const char *kind, const char *path, char **cmd)
 	uint64_t pfn = pfn_of(map);
 	int ring_ok = ring_setup(&ring) == 0;
 	int longterm = ring_ok ? ring_pin(&ring, map, len / 2) : -ENOSYS;
-	int pipes[2], get = 0;
+	/* the FOLL_GET pin: a page in a pipe, held until the checks; or with --direct, an
+	 * O_DIRECT read in flight (below) instead, so that what happens to it is its own */
+	int pipes[2], get = direct_serial ? 1 : 0;
 	struct iovec iov = {.iov_base = map + len / 2, .iov_len = PAGE};
-	if (pipe(pipes) < 0 || vmsplice(pipes[1], &iov, 1, 0) != (ssize_t)PAGE)
+	if (!direct_serial && (pipe(pipes) < 0 || vmsplice(pipes[1], &iov, 1, 0) != (ssize_t)PAGE))
 		get = -errno;
+	struct direct direct = {.fd = -1, .buf = map + DIRECT_OFF, .got = -ENODEV};
+	pthread_t direct_thread;
+	int direct_flight = -ENODEV;
+	if (direct_serial) {
+		fill(direct.buf, DIRECT_LEN, 4);
+		direct.fd = open_by_serial(direct_serial, direct.disk, sizeof(direct.disk));
+		direct_flight = direct.fd < 0 ? -errno : direct_start(&direct, &direct_thread);
+	}
 	printf("{\"helper\": \"mh-gup\", \"mode\": \"hold\", \"mapping\": \"%s\", \"pfn\": %" PRIu64
-	       ", \"longterm_pin\": \"%s\", \"get_pin\": \"%s\", ",
-	       kind, pfn, err_name(-longterm), err_name(-get));
+	       ", \"longterm_pin\": \"%s\", \"get_pin\": \"%s\", \"direct_read\": \"%s\", ",
+	       kind, pfn, err_name(-longterm), get == 1 ? "none" : err_name(-get),
+	       !direct_serial ? "none"
+	       : direct_flight == 1 ? "in flight"
+	       : direct_flight == 0 ? "not seen in flight"
+				      : err_name(-direct_flight));
 	fflush(stdout);
 
 	/* the command runs with the pins held and a thread touching every page (past the
 	 * first word of each, which the coherence checks below own) */
-	struct touch touch = {.map = map, .len = len, .ended = "died"};
+	struct touch touch = {.map = map,
+			      .len = len,
+			      .skip_off = DIRECT_OFF,
+			      .skip_len = direct_serial ? DIRECT_LEN : 0,
+			      .ended = "died"};
 	struct sigaction bus = {.sa_handler = on_bus};
 	pthread_t thread;
 	sigaction(SIGBUS, &bus, NULL);
@@ -673,10 +770,16 @@ static int run_hold(const char *kind, const char *path, char **cmd)
 	int status = posix_spawnp(&pid, cmd[0], &actions, NULL, cmd, environ) ? 127
 										 : child_status(pid);
 	posix_spawn_file_actions_destroy(&actions);
+	int direct_done_with_command = direct.done;
 	touch.stop = 1;
 	pthread_join(thread, NULL);
-	printf("\"command_status\": %d, \"toucher\": \"%s\", \"command_output\": \"", status,
-	       touch.ended);
+	if (direct_flight >= 0)
+		pthread_join(direct_thread, NULL);
+	printf("\"command_status\": %d, \"toucher\": \"%s\", ", status, touch.ended);
+	if (direct_serial)
+		printf("\"direct_read_done_before_command_ended\": %s, \"direct_read_result\": %ld, ",
+		       direct_done_with_command ? "true" : "false", direct.got);
+	printf("\"command_output\": \"");
 	{
 		char buf[4096];
 		ssize_t n;
@@ -695,9 +798,28 @@ static int run_hold(const char *kind, const char *path, char **cmd)
 		unlink(out_name);
 	}
 	printf("\", \"checks\": [");
+	if (direct_serial)
+		check("direct-read-in-flight", direct_flight == 1,
+		      direct_flight == 1	? "the O_DIRECT read was in flight on %s when the command started"
+		      : direct_flight == 0 ? "the O_DIRECT read was never in flight on %s: raise slow_disk"
+					   : "no O_DIRECT read on the disk with serial %s: is slow_disk set?",
+		      direct_flight == 1 || direct_flight == 0 ? direct.disk : direct_serial);
 	if (sigsetjmp(bus_jump, 1)) { /* on_bus is installed since the toucher started */
 		check("mapping-after", 1, "the mapping is gone (SIGBUS): the kernel took it away");
 	} else {
+		if (direct_flight == 1) {
+			/* the read either failed cleanly or wrote its zeros into the very pages
+			 * the mapping shows, never into pages that stopped being them */
+			long got = direct.got;
+			check("direct-read-coherent",
+			      got < 0 || all_zero(direct.buf, (size_t)got),
+			      got < 0 ? "the read failed cleanly (%s)"
+			      : all_zero(direct.buf, (size_t)got)
+				  ? "the read's data is in the mapped pages (%s)"
+				  : "the mapping does not show what the O_DIRECT read wrote (%s): the "
+				    "block layer wrote pages the mapping no longer has",
+			      got < 0 ? err_name((int)-got) : "zeros");
+		}
 		if (longterm == 0)
 			coherent("longterm-pin-coherent", &ring, map, map, len / 2, 2);
 		if (get == 0) {
@@ -721,8 +843,11 @@ int main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "anon") == 0)
 		return run_anon(argc > 2 ? strtoul(argv[2], NULL, 0) : 8);
 	if (argc >= 6 && strcmp(argv[1], "hold") == 0 && strcmp(argv[4], "--") == 0)
-		return run_hold(argv[2], argv[3], argv + 5);
+		return run_hold(argv[2], argv[3], NULL, argv + 5);
+	if (argc >= 8 && strcmp(argv[1], "hold") == 0 && strcmp(argv[4], "--direct") == 0 &&
+	    strcmp(argv[6], "--") == 0)
+		return run_hold(argv[2], argv[3], argv[5], argv + 7);
 	fprintf(stderr, "usage: mh-gup anon [MIB]\n"
-			"       mh-gup hold anon|file|devdax PATH -- CMD [ARG...]\n");
+			"       mh-gup hold anon|file|devdax PATH [--direct SERIAL] -- CMD [ARG...]\n");
 	return 2;
 }

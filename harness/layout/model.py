@@ -65,6 +65,16 @@ class VirtioMem:
     node: int | None = None  # its NUMA node (layout numa); None: QEMU's default
 
 
+def parse_latency(text: object) -> float:
+    """'3s' or '500ms' → seconds: a slow disk's per-request latency, spelled with its unit so a
+    reader of the scenario never guesses whether 3 means seconds or milliseconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)", str(text).strip())
+    if match is None:
+        raise UserError(f'slow_disk = {text!r}: give a latency with its unit, e.g. "3s" or "500ms"')
+    value = float(match.group(1))
+    return value / 1000 if match.group(2) == "ms" else value
+
+
 @dataclass(frozen=True)
 class Layout:
     """What a scenario asks for.
@@ -80,6 +90,9 @@ class Layout:
                     ``cxl`` adds a CXL type-3 device (x86_64) behind a CXL host bridge, whose
                     regions the scenario creates and destroys in the guest; ``numa`` splits
                     boot memory over NUMA nodes (a plug step's ``node`` puts a device on one)
+    Any kind: ``slow_disk`` adds a virtio-blk disk whose every request takes that long (QEMU's
+    null-co driver, reads return zeros), so an O_DIRECT read into a mapping is still in flight,
+    its pages pinned by the block layer, while a step tears the mapping's memory down.
     """
 
     kind: str
@@ -97,6 +110,7 @@ class Layout:
     # hotplug: boot memory per NUMA node (they add up to ``memory``; 0 is a memory-less node
     # that plugged memory can go to); () is one node, as QEMU makes it
     numa: tuple[int, ...] = ()
+    slow_disk: float = 0.0  # seconds each request of the slow disk takes (0: no such disk)
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Layout":
@@ -119,6 +133,7 @@ class Layout:
             "online",
             "cxl",
             "numa",
+            "slow_disk",
         }
         unknown = set(data) - known
         if unknown:
@@ -150,4 +165,5 @@ class Layout:
             online=str(data.get("online", "")),
             cxl=parse_size(data.get("cxl", 0)),
             numa=tuple(parse_size(n) for n in data.get("numa", [])),
+            slow_disk=parse_latency(data.get("slow_disk", "0s")),
         )

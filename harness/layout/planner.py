@@ -274,6 +274,13 @@ def plan(layout: Layout, arch: ArchProfile, expect_collision: bool = True) -> Pl
         "hotplug": _plan_hotplug,
     }
     result = builders[layout.kind](layout, arch)
+    if layout.slow_disk:
+        result = replace(
+            result,
+            qemu_args=result.qemu_args + tuple(slow_disk_args(layout)),
+            modules=(*result.modules, "virtio_blk"),
+            requirements=(*result.requirements, Requirement.parse("VIRTIO_BLK")),
+        )
     if expect_collision and kind.collides and not result.collisions:
         raise UserError(
             f"layout {layout.kind} puts no device memory in a section with System RAM: place "
@@ -478,6 +485,25 @@ def _plan_hotplug(layout: Layout, arch: ArchProfile) -> Plan:
         window=window,
         boot_devices=tuple(devices),
     )
+
+
+SLOW_DISK_SERIAL = "mh-slow"  # how a guest finds the disk: /sys/block/*/serial
+SLOW_DISK_SIZE = 64 * 1024 * 1024
+
+
+def slow_disk_args(layout: Layout) -> list[str]:
+    """The layout's slow disk: QEMU's null-co block driver delays every request by
+    ``slow_disk`` (in QEMU's event loop, so the guest's vCPUs keep running) and reads return
+    zeros, which lets a helper check that an O_DIRECT read landed in the pages its mapping
+    shows; behind virtio-blk, which every guest memharness boots has."""
+    latency_ns = round(layout.slow_disk * 1e9)
+    return [
+        "-blockdev",
+        f"driver=null-co,node-name=mhslow,size={SLOW_DISK_SIZE},latency-ns={latency_ns},"
+        "read-zeroes=on",
+        "-device",
+        f"virtio-blk-pci,drive=mhslow,serial={SLOW_DISK_SERIAL}",
+    ]
 
 
 def numa_args(layout: Layout, arch: ArchProfile) -> list[str]:

@@ -87,15 +87,23 @@ def test_seed_003_move_pages_across_numa_nodes(arch: str, scenario: str, tmp_pat
 @pytest.mark.x86_64
 def test_seed_004_lifetime_loops_on_debian_6_1(tmp_path: Path) -> None:
     scenarios = (
-        "devdax-held-disable,fsdax-held-unbind,kmem-system-ram-cycle,legacy-namespace-cycles"
+        "devdax-held-disable,fsdax-held-unbind,fsdax-direct-io-unbind,kmem-system-ram-cycle,"
+        "legacy-namespace-cycles"
     )
     done, data = run_json(tmp_path, "--arch", "x86_64", "--scenario", scenarios, "-j", "2")
     results = {r["scenario"]: r for r in data["results"]}
     assert done.returncode == 0, done.stdout[-3000:]
-    for held in ("devdax-held-disable", "fsdax-held-unbind"):
+    for held in ("devdax-held-disable", "fsdax-held-unbind", "fsdax-direct-io-unbind"):
         assert results[held]["verdict"] == "known bug (expected)", results[held]
         assert results[held]["known_bug_reproduced"]
         assert results[held]["new_splats"] == []
+    # the read was in flight when nd_pmem went, and its completion is what faulted
+    direct = Path(results["fsdax-direct-io-unbind"]["artifacts"])
+    commands = json.loads((direct / "result.json").read_text())["commands"]
+    (hold,) = [c for c in commands if c["command"].startswith("mh-gup hold file")]
+    assert '"direct_read": "in flight"' in hold["stdout"], hold["stdout"]
+    console = (direct / "console.log").read_text()
+    assert "__blkdev_direct_IO_simple" in console.partition("__bio_release_pages")[2]
     kmem = helper_checks(
         results["kmem-system-ram-cycle"],
         "MH_RACE_WALKERS=kpageflags mh-lifetime kmem dax0.0 2 1048576 131072",

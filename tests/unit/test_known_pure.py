@@ -348,3 +348,20 @@ def test_a_scenarios_own_bug_is_the_registry_entry_not_only_its_title(tmp_path: 
     other = "BUG: unable to handle kernel paging request in stable_page_flags"
     assert not registry.same_bug(PIPE, splat(other), v612)
     assert registry.same_bug(other, splat(other), v615)  # the title itself, anywhere
+
+
+def test_an_o_direct_read_completing_into_freed_memmap_is_the_same_bug_as_the_pipe(
+    tmp_path: Path,
+) -> None:
+    """fsdax-direct-io-unbind's real 6.1 splat: the block layer's FOLL_GET reference of an
+    in-flight O_DIRECT read is dropped at completion, in __bio_release_pages, after nd_pmem's
+    unbind freed the memmap: the releaser differs, the bug (no pgmap reference) is the pipe's."""
+    from harness.splat import parse_log
+
+    log = Path(__file__).parents[1] / "corpora" / "mm" / "dio-ref-outlives-pmem-x86_64-real.log"
+    (met,) = parse_log(log.read_text())
+    registry = load_registry(REGISTRY)
+    v61 = kernel(tmp_path, "6.1.0-57-amd64", "CONFIG_ZONE_DEVICE=y\n")
+    entry = registry.known(met, v61)
+    assert entry is not None and entry is registry.known(splat(PIPE), v61)
+    assert registry.known(met, kernel(tmp_path, "6.1.0-58-amd64", "")) is None  # no ZONE_DEVICE

@@ -155,6 +155,9 @@ def pmem(start: str, size: str) -> list[dict[str, str]]:
             X86_64,
             "numa is a hotplug layout's key, not legacy's",
         ),
+        ({**HOTPLUG, "slow_disk": 3}, X86_64, "give a latency with its unit"),
+        ({**HOTPLUG, "slow_disk": "3 sec"}, X86_64, "give a latency with its unit"),
+        ({**HOTPLUG, "slow_disk": "-1s"}, X86_64, "give a latency with its unit"),
     ],
 )
 def test_refused_layouts(data: dict[str, object], arch: object, needle: str) -> None:
@@ -171,3 +174,19 @@ def test_cxl_layout_qemu_arguments() -> None:
     assert "cxl-type3,bus=cxl-rp0,memdev=cxl-mem0,lsa=cxl-lsa0,id=cxl-pmem0" in args
     assert args[-2:] == ("-machine", "cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4294967296")
     assert len(args) == 14 and all(a.startswith("-") for a in args[::2])  # option, value
+
+
+@pytest.mark.parametrize(("latency", "ns"), [("3s", "3000000000"), ("250ms", "250000000")])
+def test_slow_disk_is_a_delaying_null_block_device_any_kind_can_have(latency: str, ns: str) -> None:
+    """slow_disk adds a null-co disk (reads are zeros, each request delayed in QEMU) behind
+    virtio-blk with the serial mh-gup --direct looks for, and needs the guest's VIRTIO_BLK."""
+    data = {**LEGACY, "pmem": pmem("0x40000000", "64M"), "slow_disk": latency}
+    planned = plan(Layout.from_data(data), X86_64)
+    args = planned.qemu_args
+    assert args[-4] == "-blockdev" and f"latency-ns={ns}," in args[-3]
+    assert "driver=null-co" in args[-3] and "read-zeroes=on" in args[-3]
+    assert args[-2:] == ("-device", "virtio-blk-pci,drive=mhslow,serial=mh-slow")
+    assert "virtio_blk" in planned.modules
+    assert "CONFIG_VIRTIO_BLK" in [r.option for r in planned.requirements]
+    without = plan(Layout.from_data({**LEGACY, "pmem": pmem("0x40000000", "64M")}), X86_64)
+    assert not any("null-co" in a for a in without.qemu_args)
