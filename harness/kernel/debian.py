@@ -78,12 +78,12 @@ def debian_kernel(arch: ArchProfile, package: str | None = None) -> Kernel:
         boot = root / "boot" / f"vmlinuz-{release}"
         boot_image, kind, notes = boot, arch.boot_image_kind, []
         if arch.pvh_boot:
-            vmlinux = extract_pvh_vmlinux(boot.read_bytes())
+            vmlinux, why_not = extract_pvh_vmlinux(boot.read_bytes())
             if vmlinux is not None:
                 boot_image, kind = tmp / "vmlinux-pvh", "pvh"
                 boot_image.write_bytes(vmlinux)
             else:
-                notes.append("no PVH entry in the vmlinux: booting the bzImage (slower)")
+                notes.append(str(why_not))
         kernel = Kernel(
             arch=arch,
             release=release,

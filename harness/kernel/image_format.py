@@ -121,9 +121,28 @@ def _notes_have(notes: bytes, name: bytes, note_type: int) -> bool:
     return False
 
 
-def extract_pvh_vmlinux(bzimage: bytes) -> bytes | None:
-    """The PVH-bootable vmlinux inside ``bzimage``, or None (no PVH note, unknown compressor)."""
-    vmlinux = decompress(bzimage_payload(bzimage))
+# What only a generic x86 KASAN kernel prints (arch/x86/mm/kasan_init_64.c), so the string is
+# in its .rodata and in no other kernel's.
+KASAN_BANNER = b"KernelAddressSanitizer initialized"
+NO_PVH_NOTE = "no PVH entry in the vmlinux: booting the bzImage (slower)"
+KASAN_NO_PVH = (
+    "a KASAN kernel: booting the bzImage, since the PVH entry runs instrumented C "
+    "(xen_prepare_pvh) before KASAN's shadow memory is mapped, and the guest resets silently"
+)
+
+
+def why_not_pvh(vmlinux: bytes | None) -> str | None:
+    """Why this decompressed vmlinux must not be booted through PVH, or None when it can."""
     if vmlinux is None or not has_pvh_note(vmlinux):
-        return None
-    return vmlinux
+        return NO_PVH_NOTE
+    if KASAN_BANNER in vmlinux:
+        return KASAN_NO_PVH
+    return None
+
+
+def extract_pvh_vmlinux(bzimage: bytes) -> tuple[bytes | None, str | None]:
+    """The PVH-bootable vmlinux inside ``bzimage`` (None, with the reason, when there is
+    none: no PVH note, an unknown compressor, or a kernel PVH cannot start)."""
+    vmlinux = decompress(bzimage_payload(bzimage))
+    reason = why_not_pvh(vmlinux)
+    return (None, reason) if reason else (vmlinux, None)

@@ -9,7 +9,14 @@ from pathlib import Path
 from harness.arch import ArchProfile
 from harness.cache import build_once, digest
 from harness.errors import UserError
-from harness.kernel.image_format import decompress, extract_pvh_vmlinux, identify
+from harness.kernel.image_format import (
+    KASAN_NO_PVH,
+    NO_PVH_NOTE,
+    decompress,
+    extract_pvh_vmlinux,
+    identify,
+    why_not_pvh,
+)
 from harness.kernel.model import Kernel
 
 MANIFEST = "kernel.json"  # written by `memharness kernel build` into its output directory
@@ -52,12 +59,17 @@ def local_kernel(path: Path, arch: ArchProfile, modules: Path | None = None) -> 
     identity = f"local-{digest(data)[:16]}"  # full content: bisect must never reuse a stale PVH
     boot_image, kind, notes = path, (info.kind if arch.pvh_boot else arch.boot_image_kind), []
     if info.kind == "bzImage":
-        pvh = _cached_pvh(data, identity)
+        pvh, why_not = _cached_pvh(data, identity)
         if pvh is not None:
             boot_image, kind = pvh, "pvh"
         else:
-            notes.append("no PVH entry found: booting the bzImage (slower under TCG)")
+            notes.append(why_not)
     elif info.kind == "vmlinux":
+        if why_not_pvh(data) == KASAN_NO_PVH:
+            raise UserError(
+                f"{path} is a KASAN vmlinux, which cannot start through QEMU's PVH entry "
+                "(instrumented code runs before KASAN's shadow exists): pass its bzImage"
+            )
         kind = "pvh"
     config = _sibling(path, ".config")
     return Kernel(
@@ -113,12 +125,19 @@ def _sibling(image: Path, name: str) -> Path | None:
     return None
 
 
-def _cached_pvh(bzimage: bytes, identity: str) -> Path | None:
+def _cached_pvh(bzimage: bytes, identity: str) -> tuple[Path | None, str]:
+    """The PVH vmlinux extracted once per image, or None and the reason there is none."""
+
     def build(tmp: Path) -> None:
-        vmlinux = extract_pvh_vmlinux(bzimage)
+        vmlinux, why_not = extract_pvh_vmlinux(bzimage)
         if vmlinux is not None:
             (tmp / "vmlinux-pvh").write_bytes(vmlinux)
+        else:
+            (tmp / "why-not-pvh").write_text(str(why_not))
 
     entry = build_once("pvh", identity, build)
     out = entry / "vmlinux-pvh"
-    return out if out.exists() else None
+    if out.exists():
+        return out, ""
+    reason = entry / "why-not-pvh"
+    return None, reason.read_text() if reason.exists() else NO_PVH_NOTE

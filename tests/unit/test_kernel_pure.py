@@ -5,10 +5,15 @@ import struct
 
 import pytest
 
+from harness.arch import get_arch
 from harness.kernel import kconfig
+from harness.kernel.build import boots_through_pvh
 from harness.kernel.image_format import (
+    KASAN_NO_PVH,
+    NO_PVH_NOTE,
     bzimage_payload,
     decompress,
+    extract_pvh_vmlinux,
     has_pvh_note,
     identify,
 )
@@ -57,6 +62,31 @@ def test_pvh_note_detection() -> None:
     assert has_pvh_note(elf_with_note(b"Xen", 18))
     assert not has_pvh_note(elf_with_note(b"Xen", 17))
     assert not has_pvh_note(elf_with_note(b"GNU", 18))
+
+
+def test_a_kasan_kernel_is_never_booted_through_pvh() -> None:
+    """The PVH vmlinux is used only when the note is there and the kernel is not KASAN (whose
+    kasan_init prints the banner from its .rodata): for a KASAN bzImage the reason is given."""
+    plain = elf_with_note(b"Xen", 18) + b"Linux version 6.1.0\0"
+    kasan = elf_with_note(b"Xen", 18) + b"\0KernelAddressSanitizer initialized\n\0"
+    for vmlinux, expected in ((plain, (plain, None)), (kasan, (None, KASAN_NO_PVH))):
+        image = bzimage("6.1.192", lzma.compress(vmlinux, format=lzma.FORMAT_XZ))
+        assert extract_pvh_vmlinux(image) == expected
+    noteless = bzimage("6.1.192", lzma.compress(elf_with_note(b"Xen", 17), format=lzma.FORMAT_XZ))
+    assert extract_pvh_vmlinux(noteless) == (None, NO_PVH_NOTE)
+
+
+@pytest.mark.parametrize(
+    ("arch", "config", "pvh"),
+    [
+        ("x86_64", {"CONFIG_PVH": "y"}, True),
+        ("x86_64", {"CONFIG_PVH": "y", "CONFIG_KASAN": "y"}, False),
+        ("x86_64", {"CONFIG_PVH": "n"}, False),
+        ("arm64", {"CONFIG_PVH": "y"}, False),
+    ],
+)
+def test_which_builds_boot_through_pvh(arch: str, config: dict[str, str], pvh: bool) -> None:
+    assert boots_through_pvh(get_arch(arch), config) is pvh
 
 
 def test_arm64_image_and_vmlinux_and_garbage() -> None:

@@ -331,37 +331,53 @@ def test_one_bug_two_spellings_across_versions(tmp_path: Path) -> None:
 
 
 PIPE = "BUG: unable to handle kernel paging request in page_cache_pipe_buf_release"
-IO_URING = "BUG: unable to handle kernel paging request in io_buffer_unmap"
+BIO = "BUG: unable to handle kernel paging request in __bio_release_pages"
+
+
+def real_splat(name: str) -> Splat:
+    """The first splat of one of memharness's captured logs (tests/corpora/mm)."""
+    from harness.splat import parse_log
+
+    log = Path(__file__).parents[1] / "corpora" / "mm" / name
+    return parse_log(log.read_text())[0]
 
 
 def test_a_scenarios_own_bug_is_the_registry_entry_not_only_its_title(tmp_path: Path) -> None:
     """devdax-held-disable declares the 6.1 title (the pipe drops the reference); on 6.12 the
-    io_uring buffer drops it first.  One entry recognises both, so both are the scenario's own
-    bug where the entry applies, and neither is on a kernel outside its range."""
+    io_uring buffer drops it first.  One entry recognises both real reports, so both are the
+    scenario's own bug where the entry applies, and neither is on a kernel outside its range."""
     registry = load_registry(REGISTRY)
     v61 = kernel(tmp_path, "6.1.0-57-amd64", "CONFIG_ZONE_DEVICE=y\n")
     v612 = kernel(tmp_path, "6.12.117+deb12-amd64", "CONFIG_ZONE_DEVICE=y\n")
     v615 = kernel(tmp_path, "6.15.1", "CONFIG_ZONE_DEVICE=y\n")
-    assert registry.same_bug(PIPE, splat(PIPE), v61)
-    assert registry.same_bug(PIPE, splat(IO_URING), v612)
-    assert not registry.same_bug(PIPE, splat(IO_URING), v615)  # unplaced there: new
-    other = "BUG: unable to handle kernel paging request in stable_page_flags"
-    assert not registry.same_bug(PIPE, splat(other), v612)
-    assert registry.same_bug(other, splat(other), v615)  # the title itself, anywhere
+    io_uring = real_splat("pin-outlives-devdax-6.12-x86_64-real.log")
+    assert io_uring.title == "BUG: unable to handle kernel paging request in io_buffer_unmap"
+    assert registry.same_bug(PIPE, real_splat("pipe-ref-outlives-pmem-x86_64-real.log"), v61)
+    assert registry.same_bug(PIPE, io_uring, v612)
+    assert not registry.same_bug(PIPE, io_uring, v615)  # unplaced there: new
+    # a fault on the vmemmap with no reference being dropped is another bug, same title form
+    other = real_splat("stable-page-flags-x86_64-real.log")
+    assert "paging request in stable_page_flags" in other.title
+    assert not registry.same_bug(PIPE, other, v612)
+    assert registry.same_bug(other.title, other, v615)  # the title itself, anywhere
 
 
+@pytest.mark.parametrize(
+    "log", ["dio-ref-outlives-pmem-x86_64-real.log", "dio-ref-outlives-pmem-debug-x86_64-real.log"]
+)
 def test_an_o_direct_read_completing_into_freed_memmap_is_the_same_bug_as_the_pipe(
-    tmp_path: Path,
+    tmp_path: Path, log: str
 ) -> None:
-    """fsdax-direct-io-unbind's real 6.1 splat: the block layer's FOLL_GET reference of an
-    in-flight O_DIRECT read is dropped at completion, in __bio_release_pages, after nd_pmem's
-    unbind freed the memmap: the releaser differs, the bug (no pgmap reference) is the pipe's."""
-    from harness.splat import parse_log
-
-    log = Path(__file__).parents[1] / "corpora" / "mm" / "dio-ref-outlives-pmem-x86_64-real.log"
-    (met,) = parse_log(log.read_text())
+    """fsdax-direct-io-unbind's real 6.1 splats: the block layer's reference of an in-flight
+    O_DIRECT read is dropped at completion after nd_pmem's unbind freed the memmap.  Stock 6.1
+    faults in __bio_release_pages, the DEBUG_VM build in bio_first_folio (not inlined there):
+    both are the scenario's declared bug and the pipe's entry (no pgmap reference)."""
     registry = load_registry(REGISTRY)
+    met = real_splat(log)
     v61 = kernel(tmp_path, "6.1.0-57-amd64", "CONFIG_ZONE_DEVICE=y\n")
     entry = registry.known(met, v61)
-    assert entry is not None and entry is registry.known(splat(PIPE), v61)
+    assert entry is not None and entry is registry.known(
+        real_splat("pipe-ref-outlives-pmem-x86_64-real.log"), v61
+    )
+    assert registry.same_bug(BIO, met, v61)
     assert registry.known(met, kernel(tmp_path, "6.1.0-58-amd64", "")) is None  # no ZONE_DEVICE
