@@ -14,6 +14,9 @@ reason, while the same scenarios on the clean build (same source, same fragments
 - seed003-migration-ignores-pins (on request: needs the numa fragment): migration takes
   longterm-pinned pages along; `gup-pin-numa-migrate`'s move_pages lands them in
   ZONE_MOVABLE and the pin goes stale, then DEBUG_VM's check at the unpin fires.
+- seed004-pgmap-freed-before-memunmap (on request: needs the kasan fragment): nd_pmem frees its
+  device (and the dev_pagemap in it) with the disk, before memremap_pages' release runs on it;
+  `lifetime-cycles-kasan` goes red with KASAN's use-after-free report.
 
 Each planted commit is made on top of Debian's source in the shared planted tree and built
 inside it (relative paths: ccache hits for everything but the patched files).
@@ -117,7 +120,7 @@ def test_planted_seed_bug_turns_its_scenario_red(
 # no ccache entries (autoconf.h changes every object), so each costs a full build over CI's
 # budget: they run when EXTRA_BUILDS is set, and CI's summary lists them as skipped.
 EXTRA_BUILDS = "MEMHARNESS_PLANTED_EXTRA_BUILDS"
-ON_REQUEST = {
+ON_REQUEST: dict[str, tuple[str, tuple[str, ...], str, tuple[str, tuple[str, ...]] | None]] = {
     # move_pages and every other migration takes longterm-pinned pages along (the pin check
     # of try_to_migrate_one and set_pmd_migration_entry skipped, the refcount check relaxed):
     # mh-gup sees the pinned pages land in ZONE_MOVABLE and the pin go stale, then DEBUG_VM's
@@ -127,6 +130,23 @@ ON_REQUEST = {
         ("numa",),
         "VM_BUG_ON_PAGE(!PageAnonExclusive(&folio->page) && !PageAnonExclusive(page)) in "
         "sanity_check_pinned_pages",
+        # before the kernel's own check fired at the unpin, mh-gup's checks had seen the bug
+        (
+            "mh-gup anon 16",
+            (
+                '"move-pages-longterm-pinned", "ok": false',
+                '"move-pages-pin-coherent", "ok": false',
+            ),
+        ),
+    ),
+    # nd_pmem frees its device, and the dev_pagemap inside it, with the disk, before the
+    # memremap_pages release registered earlier runs on it: on the KASAN build the first
+    # fsdax teardown of the namespace cycles is a KASAN use-after-free report
+    "seed004-pgmap-freed-before-memunmap": (
+        "lifetime-cycles-kasan",
+        ("kasan",),
+        "KASAN: use-after-free Read in memunmap_pages",
+        None,
     ),
 }
 
@@ -134,22 +154,23 @@ ON_REQUEST = {
 @pytest.mark.skipif(
     not os.environ.get(EXTRA_BUILDS),
     reason="needs a build with more options ("
-    + "; ".join(f"{p}: --fragment {' '.join(f)}" for p, (_, f, _) in ON_REQUEST.items())
+    + "; ".join(f"{p}: --fragment {' '.join(f)}" for p, (_, f, _, _) in ON_REQUEST.items())
     + f"), a full kernel build of its own: set {EXTRA_BUILDS}=1 to run it",
 )
 @pytest.mark.parametrize("patch", sorted(ON_REQUEST))
 def test_planted_seed_bug_on_a_build_with_more_options(
     planted_tree: PlantedTree, patch: str, tmp_path: Path
 ) -> None:
-    scenario, fragments, evidence = ON_REQUEST[patch]
+    scenario, fragments, evidence, helper = ON_REQUEST[patch]
     code, row = planted_row(
         planted_tree, patch, scenario, [*DEFAULT_FRAGMENTS, *fragments], tmp_path
     )
     assert code == 1, row
     assert row["outcome"] == "kernel-splat", row
     assert row["new_splats"] == [evidence], row
-    steps = json.loads((Path(row["artifacts"]) / "result.json").read_text())
-    (gup,) = [c for c in steps["commands"] if c["command"] == "mh-gup anon 16"]
-    # before the kernel's own check fired at the unpin, mh-gup's checks had seen the bug
-    assert '"move-pages-longterm-pinned", "ok": false' in gup["stdout"], gup["stdout"][-2000:]
-    assert '"move-pages-pin-coherent", "ok": false' in gup["stdout"]
+    if helper is not None:
+        command, failed_checks = helper
+        steps = json.loads((Path(row["artifacts"]) / "result.json").read_text())
+        (ran,) = [c for c in steps["commands"] if c["command"] == command]
+        for failed in failed_checks:
+            assert failed in ran["stdout"], ran["stdout"][-2000:]

@@ -2,6 +2,7 @@
 
 import lzma
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,16 @@ def test_a_series_names_its_newest_plain_kernel(series: str, arch: str, newest: 
     found = series_packages(NAMES, series, arch)
     assert (found[0] if found else None) == newest
     assert not any(x in n for n in found for x in ("-rt-", "-cloud-", "-dbg"))
+
+
+def test_a_kasan_vmlinux_is_refused_before_qemu_with_the_fix(tmp_path: Path) -> None:
+    from harness.errors import UserError
+    from harness.kernel.local import local_kernel
+
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(
+        elf_with_note(b"Xen", 18) + b"Linux version 6.1.192 (u@h) #1\0"
+        b"KernelAddressSanitizer initialized\n\0"
+    )
+    with pytest.raises(UserError, match=r"is a KASAN vmlinux.*pass its bzImage"):
+        local_kernel(vmlinux, get_arch("x86_64"))
