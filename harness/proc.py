@@ -60,17 +60,22 @@ def spawn(
     with _live_lock:
         if stopping.is_set() and threading.current_thread() is not threading.main_thread():
             raise InfraError("the run is stopping: no new process is started")
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        _live[proc.pid] = proc
+        # A signal during the fork runs its handler inside CPython's at-fork hooks (logging
+        # registers one), which print and drop the handler's exception: Ctrl-C was lost about
+        # once in eight when it came as QEMU started.  Held until Popen returns, it is raised
+        # here, with the child registered so that cleanup reaps it.
+        with shielded():
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=cwd,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+            _live[proc.pid] = proc
     return proc
 
 
@@ -222,8 +227,13 @@ def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
 def shielded() -> Iterator[None]:
     """Signals that arrive inside the block are held until it ends: a result or report being
     written when the user presses Ctrl-C is still written whole.  A held signal is raised as
-    ``Interrupted`` at the end of the block."""
+    ``Interrupted`` at the end of the block.  Only the main thread's blocks hold signals."""
     global _shielded
+    if threading.current_thread() is not threading.main_thread():
+        # handlers run in the main thread only: a worker's block must not hold (and then raise
+        # in the worker) a signal meant to interrupt the main thread's own code
+        yield
+        return
     outer = _shielded
     _shielded = True
     try:

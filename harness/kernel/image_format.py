@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 
 from harness.arch import ARCHES, by_elf_machine
+from harness.proc import shielded
 
 ELF_MAGIC = b"\x7fELF"
 PT_NOTE = 4
@@ -83,9 +84,10 @@ def decompress(payload: bytes) -> bytes | None:
         return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(payload)
     tool = {b"\x28\xb5\x2f\xfd": "zstd", b"\x02\x21\x4c\x18": "lz4"}.get(payload[:4])
     if tool and shutil.which(tool):
-        result = subprocess.run(
-            [tool, "-dc"], input=payload, capture_output=True, timeout=120, check=False
-        )
+        with shielded():  # a signal during the fork would be lost (see proc.spawn)
+            result = subprocess.run(
+                [tool, "-dc"], input=payload, capture_output=True, timeout=120, check=False
+            )
         return result.stdout if result.returncode == 0 or result.stdout else None
     return None
 
