@@ -811,13 +811,12 @@ static int run_hold(const char *kind, const char *path, const char *direct_seria
 			/* the read either failed cleanly or wrote its zeros into the very pages
 			 * the mapping shows, never into pages that stopped being them */
 			long got = direct.got;
-			check("direct-read-coherent",
-			      got < 0 || all_zero(direct.buf, (size_t)got),
-			      got < 0 ? "the read failed cleanly (%s)"
-			      : all_zero(direct.buf, (size_t)got)
-				  ? "the read's data is in the mapped pages (%s)"
-				  : "the mapping does not show what the O_DIRECT read wrote (%s): the "
-				    "block layer wrote pages the mapping no longer has",
+			int landed = got >= 0 && all_zero(direct.buf, (size_t)got);
+			check("direct-read-coherent", got < 0 || landed,
+			      got < 0  ? "the read failed cleanly (%s)"
+			      : landed ? "the read's data (%s) is in the mapped pages"
+				       : "the mapping does not show what the O_DIRECT read wrote (%s): "
+					 "the block layer wrote pages the mapping no longer has",
 			      got < 0 ? err_name((int)-got) : "zeros");
 		}
 		if (longterm == 0)

@@ -13,7 +13,7 @@ from harness.arch import ArchProfile
 from harness.cache import build_once
 from harness.debian import DebianArchive, Package, extract_deb, first_dependency
 from harness.errors import InfraError, UserError
-from harness.kernel.image_format import extract_pvh_vmlinux
+from harness.kernel.image_format import bzimage_note, extract_pvh_vmlinux
 from harness.kernel.model import Kernel
 from harness.kernel.version import SERIES
 
@@ -83,7 +83,7 @@ def debian_kernel(arch: ArchProfile, package: str | None = None) -> Kernel:
                 boot_image, kind = tmp / "vmlinux-pvh", "pvh"
                 boot_image.write_bytes(vmlinux)
             else:
-                notes.append(str(why_not))
+                notes.append(bzimage_note(str(why_not)))
         kernel = Kernel(
             arch=arch,
             release=release,

@@ -126,11 +126,16 @@ def _notes_have(notes: bytes, name: bytes, note_type: int) -> bool:
 # What only a generic x86 KASAN kernel prints (arch/x86/mm/kasan_init_64.c), so the string is
 # in its .rodata and in no other kernel's.
 KASAN_BANNER = b"KernelAddressSanitizer initialized"
-NO_PVH_NOTE = "no PVH entry in the vmlinux: booting the bzImage (slower)"
+NO_PVH_NOTE = "no PVH entry note in the vmlinux"
 KASAN_NO_PVH = (
-    "a KASAN kernel: booting the bzImage, since the PVH entry runs instrumented C "
-    "(xen_prepare_pvh) before KASAN's shadow memory is mapped, and the guest resets silently"
+    "a KASAN kernel, whose PVH entry runs instrumented C (xen_prepare_pvh) before KASAN's "
+    "shadow memory is mapped: the guest resets silently"
 )
+
+
+def bzimage_note(cause: str) -> str:
+    """What a kernel's notes say when ``cause`` (from ``why_not_pvh``) keeps it off PVH."""
+    return f"{cause}: booting the bzImage (slower)"
 
 
 def why_not_pvh(vmlinux: bytes | None) -> str | None:

@@ -10,8 +10,8 @@ from harness.arch import ArchProfile
 from harness.cache import build_once, digest
 from harness.errors import UserError
 from harness.kernel.image_format import (
-    KASAN_NO_PVH,
     NO_PVH_NOTE,
+    bzimage_note,
     decompress,
     extract_pvh_vmlinux,
     identify,
@@ -63,12 +63,12 @@ def local_kernel(path: Path, arch: ArchProfile, modules: Path | None = None) -> 
         if pvh is not None:
             boot_image, kind = pvh, "pvh"
         else:
-            notes.append(why_not)
+            notes.append(bzimage_note(why_not))
     elif info.kind == "vmlinux":
-        if why_not_pvh(data) == KASAN_NO_PVH:
+        cause = why_not_pvh(data)
+        if cause is not None:  # QEMU boots an x86 vmlinux through PVH only
             raise UserError(
-                f"{path} is a KASAN vmlinux, which cannot start through QEMU's PVH entry "
-                "(instrumented code runs before KASAN's shadow exists): pass its bzImage"
+                f"{path} cannot start through QEMU's PVH entry ({cause}): pass its bzImage"
             )
         kind = "pvh"
     config = _sibling(path, ".config")

@@ -172,7 +172,7 @@ def test_a_series_names_its_newest_plain_kernel(series: str, arch: str, newest: 
     assert not any(x in n for n in found for x in ("-rt-", "-cloud-", "-dbg"))
 
 
-def test_a_kasan_vmlinux_is_refused_before_qemu_with_the_fix(tmp_path: Path) -> None:
+def test_a_vmlinux_pvh_cannot_start_is_refused_before_qemu_with_the_fix(tmp_path: Path) -> None:
     from harness.errors import UserError
     from harness.kernel.local import local_kernel
 
@@ -181,5 +181,11 @@ def test_a_kasan_vmlinux_is_refused_before_qemu_with_the_fix(tmp_path: Path) -> 
         elf_with_note(b"Xen", 18) + b"Linux version 6.1.192 (u@h) #1\0"
         b"KernelAddressSanitizer initialized\n\0"
     )
-    with pytest.raises(UserError, match=r"is a KASAN vmlinux.*pass its bzImage"):
+    with pytest.raises(
+        UserError, match=r"cannot start through .*\(a KASAN kernel.*pass its bzImage"
+    ):
         local_kernel(vmlinux, get_arch("x86_64"))
+    noteless = tmp_path / "vmlinux-noteless"
+    noteless.write_bytes(elf_with_note(b"Xen", 17) + b"Linux version 6.1.192 (u@h) #1\0")
+    with pytest.raises(UserError, match=r"\(no PVH entry note in the vmlinux\): pass its bzImage"):
+        local_kernel(noteless, get_arch("x86_64"))
