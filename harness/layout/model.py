@@ -20,10 +20,10 @@ def parse_size(value: str | int) -> int:
     """'64M' → 67108864; '0x40000000' → 1073741824; ints pass through."""
     if isinstance(value, int):
         return value
-    text = value.strip().upper().removesuffix("B").removesuffix("I")
-    if text.startswith("0X"):
+    text = value.strip().upper()
+    if re.fullmatch(r"0X[0-9A-F]+", text):  # before the unit suffixes: B is a hex digit
         return int(text, 16)
-    m = re.fullmatch(r"(\d+)([KMGT]?)", text)
+    m = re.fullmatch(r"(\d+)([KMGT]?)", text.removesuffix("B").removesuffix("I"))
     if not m:
         raise UserError(f"bad size {value!r}: write it like 64M, 2G or 0x40000000")
     return int(m.group(1)) * _UNITS[m.group(2)]

@@ -20,10 +20,19 @@ M = 1 << 20
         ("2m", 2 * M),
         (4096, 4096),
         ("128MiB", 128 * M),
+        ("64MB", 64 * M),
+        ("0xb", 11),  # B is a hex digit here, not a unit (hypothesis found '0xB' crashing)
+        ("0x8000000B", 0x8000000B),
     ],
 )
 def test_parse_size(text: str | int, value: int) -> None:
     assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["0x", "0xB0G", "0xg", "b", "12Q"])
+def test_bad_size_is_one_line_naming_the_form(text: str) -> None:
+    with pytest.raises(UserError, match=r"^bad size .*: write it like 64M, 2G or 0x40000000$"):
+        parse_size(text)
 
 
 def test_fmt_size() -> None:
