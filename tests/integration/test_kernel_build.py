@@ -27,6 +27,7 @@ from harness.outcome import Outcome
 from harness.pytest_plugin import selected_arches
 from harness.run import run_scenario
 from tests.integration.cli import memharness
+from tests.integration.test_planted_seeds import PLANTED_SCENARIOS
 
 pytestmark = pytest.mark.kernel_build
 
@@ -212,6 +213,11 @@ def test_the_full_catalogue_on_the_debug_builds_is_green_and_walks_everything(
             raced = [t for t in r["splats"] if any(i.matches_title(t) for i in flaky)]
             assert raced and r["verdict"] == "known issue", (r["scenario"], r["walks"])
     assert data["walks"]["ran"] > 100
+    # the clean side of the planted seed bugs (test_planted_seeds): each of their scenarios ran
+    rows = {r["scenario"]: r for r in data["results"]}
+    for name in PLANTED_SCENARIOS:
+        if catalogue(name).arch in {a.name for a in arches}:
+            assert rows[name]["outcome"] != "skipped", rows[name]
     # the debug builds meet registered 6.1 bugs; each is listed with its entry
     met = {k["title"]: k for k in data["known_issues"]}
     assert "VM_BUG_ON_PAGE(PagePoisoned(page)) in clear_hwpoisoned_pages" in met, list(met)

@@ -1,6 +1,8 @@
 """Each seed-003/004 scenario catches its bug class: a small patch of ours (tests/planted/)
 breaks exactly what the scenario is about, and on a build of it the scenario goes red for that
-reason, while the same scenarios on the clean build (same source, same fragments) are green.
+reason, while the same scenarios on the clean build (same source, same fragments) are green:
+that side is test_kernel_build's full catalogue on the debug builds, which runs every one of
+them (and asserts each here ran, not skipped), so this module does not boot them again.
 
 - seed003-fork-shares-pinned-pages: fork() shares a longterm-pinned anonymous page (and THP)
   with the child instead of copying it (page_try_dup_anon_rmap's pin check skipped).  The
@@ -11,12 +13,19 @@ reason, while the same scenarios on the clean build (same source, same fragments
   their dev_pagemap, so the first teardown drops references nobody took: the percpu_ref
   underflow WARNING, in percpu_ref_switch_to_atomic_rcu (an RCU callback).
 
+Both break common mm/ code, so each is built for both arches: on arm64 they turn
+`gup-pin-fork-migrate-arm64` and `dt-namespace-cycles-arm64` red the same way.
+
 - seed003-migration-ignores-pins (on request: needs the numa fragment): migration takes
   longterm-pinned pages along; `gup-pin-numa-migrate`'s move_pages lands them in
   ZONE_MOVABLE and the pin goes stale, then DEBUG_VM's check at the unpin fires.
 - seed004-pgmap-freed-before-memunmap (on request: needs the kasan fragment): nd_pmem frees its
   device (and the dev_pagemap in it) with the disk, before memremap_pages' release runs on it;
   `lifetime-cycles-kasan` goes red with KASAN's use-after-free report.
+- seed004-kmem-unbind-leaves-memory (on request: one build with the numa and cxl fragments):
+  dax/kmem's unbind claims success without hot-removing the memory; `kmem-system-ram-cycle`
+  and `cxl-pmem-region-cycle` fail at their first return to device DAX, named by the helpers'
+  /proc/iomem check (the kernel only logs that device DAX could not reserve its range).
 
 Each planted commit is made on top of Debian's source in the shared planted tree and built
 inside it (relative paths: ccache hits for everything but the patched files).
@@ -24,6 +33,7 @@ inside it (relative paths: ccache hits for everything but the patched files).
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,40 +42,51 @@ import pytest
 from harness.arch import get_arch
 from harness.kernel.build import DEFAULT_FRAGMENTS, build_kernel
 from harness.kernel.source import debian_source, user_source
-from harness.known.registry import load_registry
 from tests.integration.cli import memharness
 from tests.integration.kernel_tree import PLANTED_PATCHES, PlantedTree, commit_patch
 
-pytestmark = [pytest.mark.kernel_build, pytest.mark.x86_64]
+pytestmark = pytest.mark.kernel_build
 
-# patch → (scenario, outcome on the planted build, text its reason or splat title must show)
-PLANTED = {
+# Every seed-003/004 scenario that the default fragments can run, on each arch it has, with
+# the planted patch that breaks it: (patch, arch) → (scenario, text its splat title must show).
+# A patch breaks common mm/ code, so the same patch breaks the scenario's twin on the other
+# arch, and each arch's build shares ccache with that arch's clean build (CI builds both).
+PLANTED_PIN_CHECK = (
+    "VM_BUG_ON_PAGE(!PageAnonExclusive(&folio->page) && !PageAnonExclusive(page)) in "
+    "sanity_check_pinned_pages"
+)
+PLANTED: dict[tuple[str, str], tuple[str, str]] = {
     # DEBUG_VM's own seed-003 check: the next pin finds the page no longer exclusive, before
     # mh-gup's fork-parent-write-reaches-pin check gets to run
-    "seed003-fork-shares-pinned-pages": (
-        "gup-pin-fork-migrate",
-        "kernel-splat",
-        "VM_BUG_ON_PAGE(!PageAnonExclusive(&folio->page) && !PageAnonExclusive(page)) in "
-        "sanity_check_pinned_pages",
+    ("seed003-fork-shares-pinned-pages", "x86_64"): ("gup-pin-fork-migrate", PLANTED_PIN_CHECK),
+    ("seed003-fork-shares-pinned-pages", "arm64"): (
+        "gup-pin-fork-migrate-arm64",
+        PLANTED_PIN_CHECK,
     ),
-    "seed004-pgmap-references-not-taken": (
+    # the first teardown drops references nobody took: percpu_ref's underflow WARNING, from
+    # its RCU callback
+    ("seed004-pgmap-references-not-taken", "x86_64"): (
         "legacy-namespace-cycles",
-        "kernel-splat",
+        "WARNING in percpu_ref_switch_to_atomic_rcu",
+    ),
+    ("seed004-pgmap-references-not-taken", "arm64"): (
+        "dt-namespace-cycles-arm64",
         "WARNING in percpu_ref_switch_to_atomic_rcu",
     ),
 }
+PLANTED_SCENARIOS = {scenario for scenario, _ in PLANTED.values()}
 
 
-def run(kernel: Path, scenarios: str, out: Path) -> tuple[int, dict[str, Any]]:
+def run(arch: str, kernel: Path, scenarios: str, out: Path) -> tuple[int, dict[str, Any]]:
     report = out / "report.json"
     done = memharness(
         "run",
         "--arch",
-        "x86_64",
+        arch,
         "--scenario",
         scenarios,
         "--kernel",
-        f"x86_64={kernel}",
+        f"{arch}={kernel}",
         "--artifacts",
         str(out),
         "--json",
@@ -77,59 +98,72 @@ def run(kernel: Path, scenarios: str, out: Path) -> tuple[int, dict[str, Any]]:
     return done.returncode, json.loads(report.read_text())
 
 
-def test_clean_build_is_green_for_the_seed_scenarios(tmp_path: Path) -> None:
-    clean = build_kernel(get_arch("x86_64"), debian_source(), list(DEFAULT_FRAGMENTS))
-    code, data = run(clean, ",".join(s for s, _, _ in PLANTED.values()), tmp_path)
-    rows = {r["scenario"]: r for r in data["results"]}
-    assert code == 0, data["results"]
-    # green: every scenario passes, or meets only a registered race (the namespace cycles race
-    # kpageflags against mapping and unmapping, seed 000's flaky stable_page_flags window)
-    flaky = [i for i in load_registry().issues if i.flaky]
-    for row in rows.values():
-        assert row["new_splats"] == [], row
-        if row["outcome"] != "pass":
-            assert row["verdict"] == "known issue", row
-            assert all(any(i.matches_title(t) for i in flaky) for t in row["splats"]), row
-
-
 def planted_row(
-    tree: PlantedTree, patch: str, scenario: str, fragments: list[str], out: Path
+    tree: PlantedTree, patch: str, arch: str, scenario: str, fragments: list[str], out: Path
 ) -> tuple[int, dict[str, Any]]:
-    """The exit status and result row of ``scenario`` on a build of ``patch``."""
+    """The exit status and result row of ``scenario`` on an ``arch`` build of ``patch``."""
     commit = commit_patch(tree, PLANTED_PATCHES / f"{patch}.patch")
     source = user_source(tree.path, commit)
-    kernel = build_kernel(get_arch("x86_64"), source, fragments)
+    kernel = build_kernel(get_arch(arch), source, fragments)
     assert kernel.parent == source.path  # built inside its own tree: ccache stays warm
-    code, data = run(kernel, scenario, out)
+    code, data = run(arch, kernel, scenario, out)
     (row,) = data["results"]
     return code, row
 
 
-@pytest.mark.parametrize("patch", sorted(PLANTED))
+@pytest.mark.parametrize(("patch", "arch"), sorted(PLANTED))
 def test_planted_seed_bug_turns_its_scenario_red(
-    planted_tree: PlantedTree, patch: str, tmp_path: Path
+    planted_tree: PlantedTree, patch: str, arch: str, tmp_path: Path
 ) -> None:
-    scenario, outcome, evidence = PLANTED[patch]
-    code, row = planted_row(planted_tree, patch, scenario, list(DEFAULT_FRAGMENTS), tmp_path)
+    scenario, evidence = PLANTED[patch, arch]
+    code, row = planted_row(planted_tree, patch, arch, scenario, list(DEFAULT_FRAGMENTS), tmp_path)
     assert code == 1, row
-    assert row["outcome"] == outcome, row
+    assert row["outcome"] == "kernel-splat", row
     assert row["new_splats"] == [evidence], row  # new: no registered issue claims it
 
 
 # Planted bugs whose scenario needs an option the default build lacks.  Another config shares
-# no ccache entries (autoconf.h changes every object), so each costs a full build over CI's
-# budget: they run when EXTRA_BUILDS is set, and CI's summary lists them as skipped.
+# no ccache entries (autoconf.h changes every object), so each config costs a full build over
+# CI's budget: they run when EXTRA_BUILDS is set, and CI's summary lists them as skipped.
 EXTRA_BUILDS = "MEMHARNESS_PLANTED_EXTRA_BUILDS"
-ON_REQUEST: dict[str, tuple[str, tuple[str, ...], str, tuple[str, tuple[str, ...]] | None]] = {
+
+
+@dataclass(frozen=True)
+class OnRequest:
+    """A planted bug on a build with ``fragments`` on top of the defaults: ``scenario`` goes
+    red with ``evidence``, its one new splat title (outcome kernel-splat) or a text of its
+    reason (command-failed: a helper's check caught it and the kernel said nothing);
+    ``helper`` is (guest command, texts its output must show) when a memharness helper saw
+    the bug before the kernel's own check."""
+
+    patch: str
+    arch: str
+    scenario: str
+    fragments: tuple[str, ...]
+    evidence: str
+    helper: tuple[str, tuple[str, ...]] | None = None
+    outcome: str = "kernel-splat"
+
+    @property
+    def id(self) -> str:
+        return f"{self.patch}-{self.scenario}"
+
+
+# dax/kmem's unbind claims success without hot-removing the memory: its System RAM stays
+# (offline) in /proc/iomem, device DAX cannot reserve the range again (EBUSY, said only in
+# dmesg), and the helper's check after the unbind names it (guest-scripts/mh-loop-lib)
+KMEM_LEFT = "kmem unbind left its System RAM behind in /proc/iomem"
+ON_REQUEST = [
     # move_pages and every other migration takes longterm-pinned pages along (the pin check
     # of try_to_migrate_one and set_pmd_migration_entry skipped, the refcount check relaxed):
     # mh-gup sees the pinned pages land in ZONE_MOVABLE and the pin go stale, then DEBUG_VM's
     # check at the unpin finds the pinned page no longer exclusive
-    "seed003-migration-ignores-pins": (
+    OnRequest(
+        "seed003-migration-ignores-pins",
+        "x86_64",
         "gup-pin-numa-migrate",
         ("numa",),
-        "VM_BUG_ON_PAGE(!PageAnonExclusive(&folio->page) && !PageAnonExclusive(page)) in "
-        "sanity_check_pinned_pages",
+        PLANTED_PIN_CHECK,
         # before the kernel's own check fired at the unpin, mh-gup's checks had seen the bug
         (
             "mh-gup anon 16",
@@ -142,35 +176,82 @@ ON_REQUEST: dict[str, tuple[str, tuple[str, ...], str, tuple[str, tuple[str, ...
     # nd_pmem frees its device, and the dev_pagemap inside it, with the disk, before the
     # memremap_pages release registered earlier runs on it: on the KASAN build the first
     # fsdax teardown of the namespace cycles is a KASAN use-after-free report
-    "seed004-pgmap-freed-before-memunmap": (
+    OnRequest(
+        "seed004-pgmap-freed-before-memunmap",
+        "x86_64",
         "lifetime-cycles-kasan",
         ("kasan",),
         "KASAN: use-after-free Read in memunmap_pages",
-        None,
     ),
-}
+    # one build (numa and cxl) for both scenarios that give kmem memory back to device DAX
+    OnRequest(
+        "seed004-kmem-unbind-leaves-memory",
+        "x86_64",
+        "kmem-system-ram-cycle",
+        ("numa", "cxl"),
+        KMEM_LEFT,
+        outcome="command-failed",
+    ),
+    OnRequest(
+        "seed004-kmem-unbind-leaves-memory",
+        "x86_64",
+        "cxl-pmem-region-cycle",
+        ("numa", "cxl"),
+        KMEM_LEFT,
+        outcome="command-failed",
+    ),
+]
+# each build the planted ones need, with the scenarios that must be green on its clean twin
+ON_REQUEST_BUILDS: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+for _entry in ON_REQUEST:
+    ON_REQUEST_BUILDS.setdefault((_entry.arch, _entry.fragments), []).append(_entry.scenario)
 
-
-@pytest.mark.skipif(
+on_request = pytest.mark.skipif(
     not os.environ.get(EXTRA_BUILDS),
-    reason="needs a build with more options ("
-    + "; ".join(f"{p}: --fragment {' '.join(f)}" for p, (_, f, _, _) in ON_REQUEST.items())
-    + f"), a full kernel build of its own: set {EXTRA_BUILDS}=1 to run it",
+    reason="needs builds with more options ("
+    + "; ".join(f"{a}: --fragment {' '.join(f)}" for a, f in ON_REQUEST_BUILDS)
+    + f"), a full kernel build each: set {EXTRA_BUILDS}=1 to run them",
 )
-@pytest.mark.parametrize("patch", sorted(ON_REQUEST))
+
+
+@on_request
+@pytest.mark.parametrize("entry", ON_REQUEST, ids=[e.id for e in ON_REQUEST])
 def test_planted_seed_bug_on_a_build_with_more_options(
-    planted_tree: PlantedTree, patch: str, tmp_path: Path
+    planted_tree: PlantedTree, entry: OnRequest, tmp_path: Path
 ) -> None:
-    scenario, fragments, evidence, helper = ON_REQUEST[patch]
+    fragments = [*DEFAULT_FRAGMENTS, *entry.fragments]
     code, row = planted_row(
-        planted_tree, patch, scenario, [*DEFAULT_FRAGMENTS, *fragments], tmp_path
+        planted_tree, entry.patch, entry.arch, entry.scenario, fragments, tmp_path
     )
     assert code == 1, row
-    assert row["outcome"] == "kernel-splat", row
-    assert row["new_splats"] == [evidence], row
-    if helper is not None:
-        command, failed_checks = helper
+    assert row["outcome"] == entry.outcome, row
+    if entry.outcome == "kernel-splat":
+        assert row["new_splats"] == [entry.evidence], row
+    else:
+        assert row["new_splats"] == [] and entry.evidence in row["reason"], row
+    if entry.helper is not None:
+        command, failed_checks = entry.helper
         steps = json.loads((Path(row["artifacts"]) / "result.json").read_text())
         (ran,) = [c for c in steps["commands"] if c["command"] == command]
         for failed in failed_checks:
             assert failed in ran["stdout"], ran["stdout"][-2000:]
+
+
+@on_request
+@pytest.mark.parametrize(
+    ("arch", "fragments"),
+    sorted(ON_REQUEST_BUILDS),
+    ids=lambda v: "+".join(v) if isinstance(v, tuple) else v,
+)
+def test_clean_build_with_more_options_is_green(
+    arch: str, fragments: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The clean twin of each on-request build (Debian's source, the same fragments: ccache
+    hits for all but the planted files) passes the scenarios its planted builds turn red."""
+    clean = build_kernel(get_arch(arch), debian_source(), [*DEFAULT_FRAGMENTS, *fragments])
+    scenarios = ON_REQUEST_BUILDS[arch, fragments]
+    code, data = run(arch, clean, ",".join(dict.fromkeys(scenarios)), tmp_path)
+    assert code == 0, data["results"]
+    rows = {r["scenario"]: r for r in data["results"]}
+    assert set(rows) == set(scenarios), rows
+    assert all(r["outcome"] == "pass" for r in rows.values()), rows
