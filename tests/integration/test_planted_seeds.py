@@ -153,6 +153,11 @@ class OnRequest:
 # (offline) in /proc/iomem, device DAX cannot reserve the range again (EBUSY, said only in
 # dmesg), and the helper's check after the unbind names it (guest-scripts/mh-loop-lib)
 KMEM_LEFT = "kmem unbind left its System RAM behind in /proc/iomem"
+# before the kernel's own check fired at the unpin, mh-gup's checks had seen the bug
+MIGRATION_CHECKS = (
+    "mh-gup anon 16",
+    ('"move-pages-longterm-pinned", "ok": false', '"move-pages-pin-coherent", "ok": false'),
+)
 ON_REQUEST = [
     # move_pages and every other migration takes longterm-pinned pages along (the pin check
     # of try_to_migrate_one and set_pmd_migration_entry skipped, the refcount check relaxed):
@@ -164,14 +169,18 @@ ON_REQUEST = [
         "gup-pin-numa-migrate",
         ("numa",),
         PLANTED_PIN_CHECK,
-        # before the kernel's own check fired at the unpin, mh-gup's checks had seen the bug
-        (
-            "mh-gup anon 16",
-            (
-                '"move-pages-longterm-pinned", "ok": false',
-                '"move-pages-pin-coherent", "ok": false',
-            ),
-        ),
+        MIGRATION_CHECKS,
+    ),
+    # the same on arm64, where node 1 has boot RAM beside its movable virtio-mem: the pinned
+    # pages land in ZONE_NORMAL there (so move-pages-longterm-pinned holds), but the pin
+    # still goes stale
+    OnRequest(
+        "seed003-migration-ignores-pins",
+        "arm64",
+        "gup-pin-numa-migrate-arm64",
+        ("numa",),
+        PLANTED_PIN_CHECK,
+        (MIGRATION_CHECKS[0], ('"move-pages-pin-coherent", "ok": false',)),
     ),
     # nd_pmem frees its device, and the dev_pagemap inside it, with the disk, before the
     # memremap_pages release registered earlier runs on it: on the KASAN build the first
