@@ -47,34 +47,119 @@ from tests.integration.kernel_tree import PLANTED_PATCHES, PlantedTree, commit_p
 
 pytestmark = pytest.mark.kernel_build
 
-# Every seed-003/004 scenario that the default fragments can run, on each arch it has, with
-# the planted patch that breaks it: (patch, arch) → (scenario, text its splat title must show).
-# A patch breaks common mm/ code, so the same patch breaks the scenario's twin on the other
-# arch, and each arch's build shares ccache with that arch's clean build (CI builds both).
-PLANTED_PIN_CHECK = (
+# Another config shares no ccache entries with the default build (autoconf.h changes every
+# object), so each extra config costs a full build over CI's budget: planted bugs that need
+# one run when EXTRA_BUILDS is set, and CI's summary lists them as skipped.
+EXTRA_BUILDS = "MEMHARNESS_PLANTED_EXTRA_BUILDS"
+
+
+@dataclass(frozen=True)
+class Planted:
+    """``patch`` built for ``arch`` with ``fragments`` on top of the defaults turns
+    ``scenario`` red with ``evidence``: its one new splat title (outcome kernel-splat) or a
+    text of its reason (command-failed: a helper's check caught it, the kernel said nothing).
+    ``helper`` is (guest command, texts its output must show) when a memharness helper saw
+    the bug before the kernel's own check."""
+
+    patch: str
+    arch: str
+    scenario: str
+    evidence: str
+    fragments: tuple[str, ...] = ()
+    helper: tuple[str, tuple[str, ...]] | None = None
+    outcome: str = "kernel-splat"
+
+    @property
+    def id(self) -> str:
+        return f"{self.patch}-{self.scenario}"
+
+
+PIN_CHECK = (
     "VM_BUG_ON_PAGE(!PageAnonExclusive(&folio->page) && !PageAnonExclusive(page)) in "
     "sanity_check_pinned_pages"
 )
-PLANTED: dict[tuple[str, str], tuple[str, str]] = {
+UNDERFLOW = "WARNING in percpu_ref_switch_to_atomic_rcu"
+# before the kernel's own check fired at the unpin, mh-gup's checks had seen the bug
+MOVE_PAGES = "mh-gup anon 16"
+STALE_PIN = '"move-pages-pin-coherent", "ok": false'
+# dax/kmem's unbind claims success without hot-removing the memory: its System RAM stays
+# (offline) in /proc/iomem, device DAX cannot reserve the range again (EBUSY, said only in
+# dmesg), and the helper's check after the unbind names it (guest-scripts/mh-loop-lib)
+KMEM_LEFT = "kmem unbind left its System RAM behind in /proc/iomem"
+
+# A patch breaks common mm/ or driver code, so it is built for every arch whose twin scenario
+# exists; an arch's default-fragment builds share ccache with CI's clean build of that arch.
+PLANTED = [
     # DEBUG_VM's own seed-003 check: the next pin finds the page no longer exclusive, before
     # mh-gup's fork-parent-write-reaches-pin check gets to run
-    ("seed003-fork-shares-pinned-pages", "x86_64"): ("gup-pin-fork-migrate", PLANTED_PIN_CHECK),
-    ("seed003-fork-shares-pinned-pages", "arm64"): (
-        "gup-pin-fork-migrate-arm64",
-        PLANTED_PIN_CHECK,
-    ),
+    Planted("seed003-fork-shares-pinned-pages", "x86_64", "gup-pin-fork-migrate", PIN_CHECK),
+    Planted("seed003-fork-shares-pinned-pages", "arm64", "gup-pin-fork-migrate-arm64", PIN_CHECK),
     # the first teardown drops references nobody took: percpu_ref's underflow WARNING, from
     # its RCU callback
-    ("seed004-pgmap-references-not-taken", "x86_64"): (
-        "legacy-namespace-cycles",
-        "WARNING in percpu_ref_switch_to_atomic_rcu",
+    Planted("seed004-pgmap-references-not-taken", "x86_64", "legacy-namespace-cycles", UNDERFLOW),
+    Planted("seed004-pgmap-references-not-taken", "arm64", "dt-namespace-cycles-arm64", UNDERFLOW),
+    # move_pages and every other migration takes longterm-pinned pages along (the pin check
+    # of try_to_migrate_one and set_pmd_migration_entry skipped, the refcount check relaxed):
+    # mh-gup sees the pinned pages land in ZONE_MOVABLE and the pin go stale, then DEBUG_VM's
+    # check at the unpin finds the pinned page no longer exclusive
+    Planted(
+        "seed003-migration-ignores-pins",
+        "x86_64",
+        "gup-pin-numa-migrate",
+        PIN_CHECK,
+        ("numa",),
+        (MOVE_PAGES, ('"move-pages-longterm-pinned", "ok": false', STALE_PIN)),
     ),
-    ("seed004-pgmap-references-not-taken", "arm64"): (
-        "dt-namespace-cycles-arm64",
-        "WARNING in percpu_ref_switch_to_atomic_rcu",
+    # the same on arm64, where node 1 has boot RAM beside its movable virtio-mem: the pinned
+    # pages land in ZONE_NORMAL there (so move-pages-longterm-pinned holds), but the pin
+    # still goes stale
+    Planted(
+        "seed003-migration-ignores-pins",
+        "arm64",
+        "gup-pin-numa-migrate-arm64",
+        PIN_CHECK,
+        ("numa",),
+        (MOVE_PAGES, (STALE_PIN,)),
     ),
-}
-PLANTED_SCENARIOS = {scenario for scenario, _ in PLANTED.values()}
+    # nd_pmem frees its device, and the dev_pagemap inside it, with the disk, before the
+    # memremap_pages release registered earlier runs on it: on the KASAN build the first
+    # fsdax teardown of the namespace cycles is a KASAN use-after-free report
+    Planted(
+        "seed004-pgmap-freed-before-memunmap",
+        "x86_64",
+        "lifetime-cycles-kasan",
+        "KASAN: use-after-free Read in memunmap_pages",
+        ("kasan",),
+    ),
+    # one build (numa and cxl) for both scenarios that give kmem memory back to device DAX
+    *(
+        Planted(
+            "seed004-kmem-unbind-leaves-memory",
+            "x86_64",
+            scenario,
+            KMEM_LEFT,
+            ("numa", "cxl"),
+            outcome="command-failed",
+        )
+        for scenario in ("kmem-system-ram-cycle", "cxl-pmem-region-cycle")
+    ),
+]
+# the default-fragment ones' clean side: test_kernel_build's full debug catalogue
+PLANTED_SCENARIOS = {p.scenario for p in PLANTED if not p.fragments}
+# each extra build, with the scenarios that must be green on its clean twin
+ON_REQUEST_BUILDS: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+for _planted in PLANTED:
+    if _planted.fragments:
+        ON_REQUEST_BUILDS.setdefault((_planted.arch, _planted.fragments), []).append(
+            _planted.scenario
+        )
+
+on_request = pytest.mark.skipif(
+    not os.environ.get(EXTRA_BUILDS),
+    reason="needs builds with more options ("
+    + "; ".join(f"{a}: --fragment {' '.join(f)}" for a, f in ON_REQUEST_BUILDS)
+    + f"), a full kernel build each: set {EXTRA_BUILDS}=1 to run them",
+)
 
 
 def run(arch: str, kernel: Path, scenarios: str, out: Path) -> tuple[int, dict[str, Any]]:
@@ -111,135 +196,25 @@ def planted_row(
     return code, row
 
 
-@pytest.mark.parametrize(("patch", "arch"), sorted(PLANTED))
+@pytest.mark.parametrize(
+    "planted",
+    [pytest.param(p, id=p.id, marks=[on_request] if p.fragments else []) for p in PLANTED],
+)
 def test_planted_seed_bug_turns_its_scenario_red(
-    planted_tree: PlantedTree, patch: str, arch: str, tmp_path: Path
+    planted_tree: PlantedTree, planted: Planted, tmp_path: Path
 ) -> None:
-    scenario, evidence = PLANTED[patch, arch]
-    code, row = planted_row(planted_tree, patch, arch, scenario, list(DEFAULT_FRAGMENTS), tmp_path)
-    assert code == 1, row
-    assert row["outcome"] == "kernel-splat", row
-    assert row["new_splats"] == [evidence], row  # new: no registered issue claims it
-
-
-# Planted bugs whose scenario needs an option the default build lacks.  Another config shares
-# no ccache entries (autoconf.h changes every object), so each config costs a full build over
-# CI's budget: they run when EXTRA_BUILDS is set, and CI's summary lists them as skipped.
-EXTRA_BUILDS = "MEMHARNESS_PLANTED_EXTRA_BUILDS"
-
-
-@dataclass(frozen=True)
-class OnRequest:
-    """A planted bug on a build with ``fragments`` on top of the defaults: ``scenario`` goes
-    red with ``evidence``, its one new splat title (outcome kernel-splat) or a text of its
-    reason (command-failed: a helper's check caught it and the kernel said nothing);
-    ``helper`` is (guest command, texts its output must show) when a memharness helper saw
-    the bug before the kernel's own check."""
-
-    patch: str
-    arch: str
-    scenario: str
-    fragments: tuple[str, ...]
-    evidence: str
-    helper: tuple[str, tuple[str, ...]] | None = None
-    outcome: str = "kernel-splat"
-
-    @property
-    def id(self) -> str:
-        return f"{self.patch}-{self.scenario}"
-
-
-# dax/kmem's unbind claims success without hot-removing the memory: its System RAM stays
-# (offline) in /proc/iomem, device DAX cannot reserve the range again (EBUSY, said only in
-# dmesg), and the helper's check after the unbind names it (guest-scripts/mh-loop-lib)
-KMEM_LEFT = "kmem unbind left its System RAM behind in /proc/iomem"
-# before the kernel's own check fired at the unpin, mh-gup's checks had seen the bug
-MIGRATION_CHECKS = (
-    "mh-gup anon 16",
-    ('"move-pages-longterm-pinned", "ok": false', '"move-pages-pin-coherent", "ok": false'),
-)
-ON_REQUEST = [
-    # move_pages and every other migration takes longterm-pinned pages along (the pin check
-    # of try_to_migrate_one and set_pmd_migration_entry skipped, the refcount check relaxed):
-    # mh-gup sees the pinned pages land in ZONE_MOVABLE and the pin go stale, then DEBUG_VM's
-    # check at the unpin finds the pinned page no longer exclusive
-    OnRequest(
-        "seed003-migration-ignores-pins",
-        "x86_64",
-        "gup-pin-numa-migrate",
-        ("numa",),
-        PLANTED_PIN_CHECK,
-        MIGRATION_CHECKS,
-    ),
-    # the same on arm64, where node 1 has boot RAM beside its movable virtio-mem: the pinned
-    # pages land in ZONE_NORMAL there (so move-pages-longterm-pinned holds), but the pin
-    # still goes stale
-    OnRequest(
-        "seed003-migration-ignores-pins",
-        "arm64",
-        "gup-pin-numa-migrate-arm64",
-        ("numa",),
-        PLANTED_PIN_CHECK,
-        (MIGRATION_CHECKS[0], ('"move-pages-pin-coherent", "ok": false',)),
-    ),
-    # nd_pmem frees its device, and the dev_pagemap inside it, with the disk, before the
-    # memremap_pages release registered earlier runs on it: on the KASAN build the first
-    # fsdax teardown of the namespace cycles is a KASAN use-after-free report
-    OnRequest(
-        "seed004-pgmap-freed-before-memunmap",
-        "x86_64",
-        "lifetime-cycles-kasan",
-        ("kasan",),
-        "KASAN: use-after-free Read in memunmap_pages",
-    ),
-    # one build (numa and cxl) for both scenarios that give kmem memory back to device DAX
-    OnRequest(
-        "seed004-kmem-unbind-leaves-memory",
-        "x86_64",
-        "kmem-system-ram-cycle",
-        ("numa", "cxl"),
-        KMEM_LEFT,
-        outcome="command-failed",
-    ),
-    OnRequest(
-        "seed004-kmem-unbind-leaves-memory",
-        "x86_64",
-        "cxl-pmem-region-cycle",
-        ("numa", "cxl"),
-        KMEM_LEFT,
-        outcome="command-failed",
-    ),
-]
-# each build the planted ones need, with the scenarios that must be green on its clean twin
-ON_REQUEST_BUILDS: dict[tuple[str, tuple[str, ...]], list[str]] = {}
-for _entry in ON_REQUEST:
-    ON_REQUEST_BUILDS.setdefault((_entry.arch, _entry.fragments), []).append(_entry.scenario)
-
-on_request = pytest.mark.skipif(
-    not os.environ.get(EXTRA_BUILDS),
-    reason="needs builds with more options ("
-    + "; ".join(f"{a}: --fragment {' '.join(f)}" for a, f in ON_REQUEST_BUILDS)
-    + f"), a full kernel build each: set {EXTRA_BUILDS}=1 to run them",
-)
-
-
-@on_request
-@pytest.mark.parametrize("entry", ON_REQUEST, ids=[e.id for e in ON_REQUEST])
-def test_planted_seed_bug_on_a_build_with_more_options(
-    planted_tree: PlantedTree, entry: OnRequest, tmp_path: Path
-) -> None:
-    fragments = [*DEFAULT_FRAGMENTS, *entry.fragments]
+    fragments = [*DEFAULT_FRAGMENTS, *planted.fragments]
     code, row = planted_row(
-        planted_tree, entry.patch, entry.arch, entry.scenario, fragments, tmp_path
+        planted_tree, planted.patch, planted.arch, planted.scenario, fragments, tmp_path
     )
     assert code == 1, row
-    assert row["outcome"] == entry.outcome, row
-    if entry.outcome == "kernel-splat":
-        assert row["new_splats"] == [entry.evidence], row
+    assert row["outcome"] == planted.outcome, row
+    if planted.outcome == "kernel-splat":
+        assert row["new_splats"] == [planted.evidence], row  # new: no registered issue claims it
     else:
-        assert row["new_splats"] == [] and entry.evidence in row["reason"], row
-    if entry.helper is not None:
-        command, failed_checks = entry.helper
+        assert row["new_splats"] == [] and planted.evidence in row["reason"], row
+    if planted.helper is not None:
+        command, failed_checks = planted.helper
         steps = json.loads((Path(row["artifacts"]) / "result.json").read_text())
         (ran,) = [c for c in steps["commands"] if c["command"] == command]
         for failed in failed_checks:
