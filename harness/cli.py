@@ -681,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--durations",
         type=Path,
         metavar="FILE",
-        help="a previous `run --json` whose times balance --shard (default: the built-in table)",
+        help="a previous `run --json` whose times balance --shard and order -j's lanes, longest "
+        "first (default: the built-in table)",
     )
     run.add_argument(
         "--fresh-boots",

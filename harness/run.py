@@ -47,7 +47,7 @@ from harness.result import (
     write_result,
 )
 from harness.session import image_flags, prepare, reproducer
-from harness.shard import Shard, load_durations, select_shard
+from harness.shard import Shard, load_durations, longest_first, select_shard
 from harness.splat import Splat
 from harness.splat.parser import dedupe
 from harness.vm.dtb import dtb_with_nodes
@@ -567,7 +567,11 @@ def _run_parallel(
             finished_at[n] = time.monotonic()
 
     pool = ThreadPoolExecutor(max_workers=selection.request.jobs, thread_name_prefix="mh-run")
-    futures = [pool.submit(work, n) for n in range(len(scenarios))]
+    # Started longest first (the lanes stay evenly loaded to the end), reported in catalogue order.
+    started: dict[int, Future[RunResult | None]] = {}
+    for n in longest_first(scenarios, load_durations(selection.request.durations)):
+        started[n] = pool.submit(work, n)
+    futures = [started[n] for n in range(len(scenarios))]
     try:
         for n, future in enumerate(futures):
             result = future.result()

@@ -63,12 +63,26 @@ def load_durations(path: Path | None = None) -> dict[str, float]:
     return {k: float(v) for k, v in table.items()}
 
 
-def assign(scenarios: list[Scenario], durations: dict[str, float], count: int) -> list[list[int]]:
-    """The positions of the scenarios in each shard (catalogue order within a shard)."""
+def weights(scenarios: list[Scenario], durations: dict[str, float]) -> list[float]:
+    """Each scenario's recorded seconds; the median of the recorded ones for a scenario with
+    no record (a new scenario is neither free nor the longest)."""
     known = [durations[key(s)] for s in scenarios if key(s) in durations]
     default = statistics.median(known) if known else 1.0
-    weight = [durations.get(key(s), default) for s in scenarios]
-    order = sorted(range(len(scenarios)), key=lambda i: (-weight[i], key(scenarios[i])))
+    return [durations.get(key(s), default) for s in scenarios]
+
+
+def longest_first(scenarios: list[Scenario], durations: dict[str, float]) -> list[int]:
+    """The scenarios' positions, longest recorded duration first (ties by name): the order
+    that keeps N lanes of a run, or N shards, evenly loaded (longest-processing-time first,
+    so a long scenario never starts last and runs alone)."""
+    weight = weights(scenarios, durations)
+    return sorted(range(len(scenarios)), key=lambda i: (-weight[i], key(scenarios[i])))
+
+
+def assign(scenarios: list[Scenario], durations: dict[str, float], count: int) -> list[list[int]]:
+    """The positions of the scenarios in each shard (catalogue order within a shard)."""
+    weight = weights(scenarios, durations)
+    order = longest_first(scenarios, durations)
     load = [0.0] * count
     shards: list[list[int]] = [[] for _ in range(count)]
     for i in order:

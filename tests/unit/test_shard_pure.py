@@ -9,7 +9,15 @@ import pytest
 from harness.catalogue.model import CATALOGUE, load_catalogue
 from harness.errors import UserError
 from harness.report.merge import merge
-from harness.shard import Shard, assign, key, load_durations, parse_shard, select_shard
+from harness.shard import (
+    Shard,
+    assign,
+    key,
+    load_durations,
+    longest_first,
+    parse_shard,
+    select_shard,
+)
 
 pytestmark = pytest.mark.unit
 SCENARIOS = load_catalogue(CATALOGUE)
@@ -37,6 +45,21 @@ def test_shards_are_balanced_and_deterministic() -> None:
     longest = max(DURATIONS.values())
     # greedy longest-first: the shards differ by at most the longest scenario
     assert abs(loads[0] - loads[1]) <= longest
+
+
+def test_lanes_start_longest_first_and_a_new_scenario_as_the_median() -> None:
+    order = longest_first(SCENARIOS, DURATIONS)
+    assert sorted(order) == list(range(len(SCENARIOS)))
+    seconds = [DURATIONS[key(SCENARIOS[i])] for i in order]
+    assert seconds == sorted(seconds, reverse=True)
+    assert seconds[0] == max(DURATIONS.values())
+    unrecorded = dict(DURATIONS)
+    newcomer = key(SCENARIOS[0])
+    del unrecorded[newcomer]
+    order = longest_first(SCENARIOS, unrecorded)
+    median = sorted(unrecorded.values())[len(unrecorded) // 2]
+    place = [key(SCENARIOS[i]) for i in order].index(newcomer)
+    assert abs(place - len(SCENARIOS) // 2) <= sum(v == median for v in unrecorded.values()) + 1
 
 
 def test_unrecorded_scenarios_count_as_the_median() -> None:
