@@ -2,6 +2,7 @@
 its recorded durations, and on shard JSON shaped as `run --json` writes it."""
 
 import copy
+import statistics
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from harness.shard import (
     longest_first,
     parse_shard,
     select_shard,
+    weights,
 )
 
 pytestmark = pytest.mark.unit
@@ -54,12 +56,13 @@ def test_lanes_start_longest_first_and_a_new_scenario_as_the_median() -> None:
     assert seconds == sorted(seconds, reverse=True)
     assert seconds[0] == max(DURATIONS.values())
     unrecorded = dict(DURATIONS)
-    newcomer = key(SCENARIOS[0])
-    del unrecorded[newcomer]
+    del unrecorded[key(SCENARIOS[0])]
+    median = statistics.median(unrecorded.values())
+    assert weights(SCENARIOS, unrecorded)[0] == median
     order = longest_first(SCENARIOS, unrecorded)
-    median = sorted(unrecorded.values())[len(unrecorded) // 2]
-    place = [key(SCENARIOS[i]) for i in order].index(newcomer)
-    assert abs(place - len(SCENARIOS) // 2) <= sum(v == median for v in unrecorded.values()) + 1
+    place = order.index(0)
+    assert all(unrecorded[key(SCENARIOS[i])] >= median for i in order[:place])
+    assert all(unrecorded[key(SCENARIOS[i])] <= median for i in order[place + 1 :])
 
 
 def test_unrecorded_scenarios_count_as_the_median() -> None:
