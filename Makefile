@@ -22,6 +22,7 @@ bench: setup
 	.venv/bin/python bench/splat_corpus.py
 	.venv/bin/python bench/hotplug.py
 	.venv/bin/python bench/debian_image.py
+	.venv/bin/python bench/default_run.py
 
 # Incremental kernel rebuilds (a full build first: minutes).
 bench-kbuild: setup

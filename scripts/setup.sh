@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 DEBS=(
   qemu-system-x86 qemu-system-arm qemu-efi-aarch64 qemu-utils
-  busybox-static ndctl daxctl kmod cpio xz-utils zstd device-tree-compiler
+  busybox-static ndctl daxctl kmod cpio xz-utils zstd lz4 device-tree-compiler
   gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils
   python3-venv ca-certificates apt
   make bc bison flex libelf-dev libssl-dev ccache git

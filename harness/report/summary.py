@@ -178,14 +178,17 @@ def table(results: list[RunResult], possibly_fixed: list[dict[str, Any]] | None 
 
 
 def known_issues_met(results: list[RunResult]) -> list[dict[str, Any]]:
-    """Each registered known issue the run met, with its entry and the scenarios it cut."""
+    """Each registered known issue the run met, with its entry and the scenarios it cut (each
+    once: one bug can raise several splats in a scenario, e.g. a report and its follow-on)."""
     met: dict[str, dict[str, Any]] = {}
     for r in results:
         for c in r.details.get("splat_classes", []):
             entry = c["known_issue"]
             if entry:
                 slot = met.setdefault(entry["title"], {**entry, "scenarios": []})
-                slot["scenarios"].append(f"{r.name} ({r.machine.get('arch')})")
+                where = f"{r.name} ({r.machine.get('arch')})"
+                if where not in slot["scenarios"]:
+                    slot["scenarios"].append(where)
     return list(met.values())
 
 

@@ -167,3 +167,19 @@ def test_table_says_expected_and_unexpected() -> None:
     text = summary.table([result(KS, BUG, (BUG,)), result(Outcome.PASS, BUG)])
     assert "known bug reproduced (expected)" in text
     assert f"UNEXPECTED PASS: known bug did not reproduce: {BUG}" in text
+
+
+def test_a_known_issue_lists_each_scenario_once_however_many_splats_it_raised() -> None:
+    """The KASAN build meets seed 000's race as two splats (KASAN's report, then the fault
+    inside it), both one registered issue: the summary names the scenario once, not twice."""
+    report, fault = "KASAN: out-of-bounds Read in f", "general protection fault in f"
+    twice = result(KS, None, (report, fault), (report, fault))
+    for c in twice.details["splat_classes"]:
+        c["known_issue"] = {**ENTRY, "title": "the race"}
+    other = result(KS, None, (report,), (report,))
+    other.details["splat_classes"][0]["known_issue"] = {**ENTRY, "title": "the race"}
+    (met,) = summary.known_issues_met([twice, other])
+    assert met["scenarios"] == ["s (x86_64)"]
+    text = summary.table([twice])
+    assert "in: s (x86_64)\n" in text + "\n"
+    assert "s (x86_64), s (x86_64)" not in text
