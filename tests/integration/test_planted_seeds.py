@@ -231,11 +231,16 @@ def test_clean_build_with_more_options_is_green(
     arch: str, fragments: tuple[str, ...], tmp_path: Path
 ) -> None:
     """The clean twin of each on-request build (Debian's source, the same fragments: ccache
-    hits for all but the planted files) passes the scenarios its planted builds turn red."""
+    hits for all but the planted files) passes the scenarios its planted builds turn red, or
+    meets only registered known issues (the KASAN build meets seed 000's flaky race in most
+    runs of lifetime-cycles-kasan): nothing new, and never the planted bug's title."""
     clean = build_kernel(get_arch(arch), debian_source(), [*DEFAULT_FRAGMENTS, *fragments])
     scenarios = ON_REQUEST_BUILDS[arch, fragments]
     code, data = run(arch, clean, ",".join(dict.fromkeys(scenarios)), tmp_path)
     assert code == 0, data["results"]
     rows = {r["scenario"]: r for r in data["results"]}
     assert set(rows) == set(scenarios), rows
-    assert all(r["outcome"] == "pass" for r in rows.values()), rows
+    for r in rows.values():
+        assert r["outcome"] == "pass" or (
+            r["outcome"] == "kernel-splat" and r["verdict"] == "known issue" and not r["new_splats"]
+        ), r
