@@ -41,12 +41,13 @@ def bare_boots(arches: list[str], rounds: int, work: Path) -> dict[str, list[flo
 
 
 def default_run(work: Path) -> tuple[float, int, float, int]:
-    """One `memharness run` as `make run` calls it: wall s, exit code, summed scenario s and
-    the number of scenario results."""
+    """One `memharness run` as `make run` calls it (both reports written): wall s, exit code,
+    summed scenario s and the number of scenario results."""
     report = work / "report.json"
+    html = ["--html", str(work / "report.html")]
     start = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--json", str(report), "-q"],
+        [sys.executable, "-m", "harness", "run", *html, "--json", str(report), "-q"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -66,17 +67,23 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1, help="default runs to time")
     args = ap.parse_args()
     arches = [a.name for a in parse_arches("x86_64,arm64")]
-    work = Path(tempfile.mkdtemp(prefix="mh-bench-run-"))
+    with tempfile.TemporaryDirectory(prefix="mh-bench-run-") as tmp:
+        measure(arches, args.rounds, args.runs, Path(tmp))
+    return 0
+
+
+def measure(arches: list[str], rounds: int, runs: int, work: Path) -> None:
+    """Prints the table: one row per default run, with the bare boots beside it."""
     bare_boots(arches, 1, work / "warm")  # kernels and images into the cache, untimed
     print(
         f"{'run':<4} {'wall':>8} {'exit':>5} {'results':>8} {'scen. sum':>10} "
         + " ".join(f"{'bare ' + a:>13}" for a in arches)
         + f" {'boots':>6} {'target':>8}"
     )
-    for i in range(args.runs):
-        before = bare_boots(arches, args.rounds, work / f"before-{i}")
+    for i in range(runs):
+        before = bare_boots(arches, rounds, work / f"before-{i}")
         wall, code, summed, count = default_run(work / f"run-{i}")
-        after = bare_boots(arches, args.rounds, work / f"after-{i}")
+        after = bare_boots(arches, rounds, work / f"after-{i}")
         medians = {a: statistics.median(before[a] + after[a]) for a in arches}
         boot = statistics.mean(medians.values())
         print(
@@ -84,7 +91,6 @@ def main() -> int:
             + " ".join(f"{medians[a]:>12.2f}s" for a in arches)
             + f" {wall / boot:>6.1f} {'met' if wall <= TARGET_SECONDS else 'missed':>8}"
         )
-    return 0
 
 
 if __name__ == "__main__":
